@@ -1,0 +1,59 @@
+"""The Sweep contract: one focal sweep, simulated or captured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from evfocus.events.stream import EventStream
+from evfocus.optics import FocusSchedule
+
+
+class SweepError(ValueError):
+    """A sweep whose parts disagree (sizes, times)."""
+
+
+@dataclass
+class Sweep:
+    """A conventional frame + the events of a near→far focus sweep (+ ground truth when known).
+
+    Images are float (C,H,W) in [0,1], sRGB-encoded as a camera stores them.
+    ``frames`` are ground-truth refocus targets (F,C,H,W) at ``frame_times_us`` (F,).
+    """
+
+    name: str
+    image: Tensor
+    image_time_us: int
+    events: EventStream
+    schedule: FocusSchedule
+    aif: Tensor | None = None
+    depth_m: Tensor | None = None
+    frames: Tensor | None = None
+    frame_times_us: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 3:
+            raise SweepError(f"{self.name}: image must be (C,H,W), got shape {tuple(self.image.shape)}")
+        height, width = self.image.shape[-2:]
+        if (self.events.height, self.events.width) != (height, width):
+            raise SweepError(
+                f"{self.name}: image is {height}x{width} (HxW) but the events' sensor is "
+                f"{self.events.height}x{self.events.width}"
+            )
+        for label, tensor in (("aif", self.aif), ("depth_m", self.depth_m), ("frames", self.frames)):
+            if tensor is not None and tuple(tensor.shape[-2:]) != (height, width):
+                raise SweepError(f"{self.name}: {label} is {tuple(tensor.shape[-2:])}, image is {(height, width)}")
+        if (self.frames is None) != (self.frame_times_us is None):
+            raise SweepError(f"{self.name}: frames and frame_times_us must be given together")
+        if self.frames is not None and self.frames.shape[0] != self.frame_times_us.shape[0]:
+            raise SweepError(f"{self.name}: {self.frames.shape[0]} frames but "
+                             f"{self.frame_times_us.shape[0]} frame times")
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[-2])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[-1])
