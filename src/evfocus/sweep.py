@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor
 
@@ -19,7 +20,8 @@ class Sweep:
     """A conventional frame + the events of a near→far focus sweep (+ ground truth when known).
 
     Images are float (C,H,W) in [0,1], sRGB-encoded as a camera stores them.
-    ``frames`` are ground-truth refocus targets (F,C,H,W) at ``frame_times_us`` (F,).
+    ``frames`` are ground-truth refocus targets (F,C,H,W) at ``frame_times_us`` (F,);
+    ``meta`` records how the sweep was made (simulator draw or capture metadata).
     """
 
     name: str
@@ -31,6 +33,7 @@ class Sweep:
     depth_m: Tensor | None = None
     frames: Tensor | None = None
     frame_times_us: Tensor | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3:

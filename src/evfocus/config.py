@@ -1,0 +1,272 @@
+"""Experiment configuration: compose YAML files, validate against a typed schema, derive values.
+
+A config file may list other files under ``defaults:`` (paths relative to the ``configs/``
+folder that holds it); they are merged first, in order, then the file itself, then the
+command-line ``dotted.key=value`` overrides. Every layer is merged onto the typed schema
+below, so an unknown key, a wrong type or a missing file fails with a message that names
+the key and the file it came from. ``trainer`` is the one free-form section: it goes to
+``lightning.Trainer`` unchanged (the Trainer reports its own unknown arguments).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+STAGES = ("refocus", "merge", "joint", "baseline")
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid (message names the key and the source)."""
+
+
+# ----------------------------------------------------------------------------- schema
+@dataclass
+class SceneConfig:
+    min_layers: int = 2
+    max_layers: int = 6
+    slant_probability: float = 0.3
+
+
+@dataclass
+class VoltmeterConfig:
+    spread: float = 0.3
+    k1_scale_range: list[float] = field(default_factory=lambda: [1.0, 4.0])
+
+
+@dataclass
+class IdealConfig:
+    threshold_range: list[float] = field(default_factory=lambda: [0.15, 0.35])
+    threshold_sigma: float = 0.03
+    refractory_us: int = 0
+    shot_noise_hz: float = 0.0
+    leak_hz: float = 0.0
+
+
+@dataclass
+class SimConfig:
+    """Ranges the simulator draws from, per sweep (wide, so models survive real optics)."""
+
+    height: int = 128
+    width: int = 128
+    num_frames: int = 120
+    near_m_range: list[float] = field(default_factory=lambda: [0.25, 0.5])
+    far_m_range: list[float] = field(default_factory=lambda: [3.0, 10.0])
+    max_blur_radius_px_range: list[float] = field(default_factory=lambda: [2.0, 12.0])
+    duration_us_range: list[int] = field(default_factory=lambda: [300_000, 2_000_000])
+    event_model: str = "voltmeter"
+    event_response: str = "random"
+    voltmeter: VoltmeterConfig = field(default_factory=VoltmeterConfig)
+    ideal: IdealConfig = field(default_factory=IdealConfig)
+    image_noise_std: float = 0.005
+    scene: SceneConfig = field(default_factory=SceneConfig)
+
+
+@dataclass
+class DataConfig:
+    crop_size: int = 96
+    num_bins: int = 16
+    efs_fine_bins: int = 240
+    samples_per_sweep: int = 8
+    shuffle_buffer: int = 32
+    flip: bool = True
+    batch_size: int = 8
+    num_workers: int = 1
+    persistent_workers: bool = True
+    train_sweeps_per_epoch: int = 64
+    val_sweeps: int = 8
+    test_sweeps: int = 16
+    eval_pairs_per_sweep: int = 4
+    cache_dir: str = ".cache/evfocus"
+
+
+@dataclass
+class ModelConfig:
+    name: str = "evrefocusnet"
+    width: int = 16
+    depth: int = 3
+    norm: str = "group"
+
+
+@dataclass
+class LossConfig:
+    l1: float = 1.0
+    ssim: float = 0.2
+    lpips: float = 0.0
+    gradient: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"
+    milestones_epochs: list[int] = field(default_factory=lambda: [50, 70, 90])
+    gamma: float = 0.1
+    warmup_steps: int = 0
+    grad_clip_norm: float = 1.0
+
+
+@dataclass
+class WandbConfig:
+    enabled: bool = True
+    mode: str = "offline"
+    project: str | None = None
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggingConfig:
+    image_every_n_steps: int = 200
+    num_panel_images: int = 4
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class EvalConfig:
+    lpips: str = "auto"
+
+
+@dataclass
+class ExperimentConfig:
+    stage: str = "refocus"
+    seed: int = 0
+    project: str = "evfocus"
+    run_name: str | None = None
+    runs_dir: str = "runs"
+    ckpt_path: str | None = None
+    monitor: str = "val/psnr"
+    monitor_mode: str = "max"
+    checkpoint_every_n_steps: int = 100
+    sim: SimConfig = field(default_factory=SimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "stage": STAGES,
+    "monitor_mode": ("min", "max"),
+    "sim.event_model": ("voltmeter", "ideal"),
+    "sim.event_response": ("linear", "gamma", "random"),
+    "model.name": ("evrefocusnet",),
+    "model.norm": ("group", "batch", "none"),
+    "optim.scheduler": ("cosine", "step", "none"),
+    "logging.wandb.mode": ("offline", "online", "disabled"),
+    "eval.lpips": ("auto", "on", "off"),
+}
+
+RANGES = (
+    "sim.near_m_range", "sim.far_m_range", "sim.max_blur_radius_px_range", "sim.duration_us_range",
+    "sim.voltmeter.k1_scale_range", "sim.ideal.threshold_range",
+)
+
+POSITIVE = (
+    "sim.height", "sim.width", "data.crop_size", "data.num_bins", "data.efs_fine_bins",
+    "data.samples_per_sweep", "data.batch_size", "data.train_sweeps_per_epoch", "data.val_sweeps",
+    "data.test_sweeps", "data.eval_pairs_per_sweep", "model.width", "model.depth", "optim.lr",
+)
+
+
+# ----------------------------------------------------------------------------- loading
+def _merge_layer(base: DictConfig, layer: DictConfig | dict, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, layer)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None) or "?"
+        reason = str(error).splitlines()[0]
+        raise ConfigError(f"{source}: invalid key '{key}': {reason}") from None
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as error:  # yaml.YAMLError and friends: report the file, keep the reason
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
+    return loaded
+
+
+def _compose(path: Path, schema: DictConfig, seen: tuple[Path, ...]) -> DictConfig:
+    """Merge ``defaults:`` (recursively, in order) and then the file body onto ``schema``."""
+    path = path.resolve()
+    if path in seen:
+        chain = " -> ".join(p.name for p in (*seen, path))
+        raise ConfigError(f"{path}: circular defaults: {chain}")
+    body = _read_yaml(path)
+    defaults = body.pop("defaults", [])
+    if not OmegaConf.is_list(defaults) and not isinstance(defaults, list):
+        raise ConfigError(f"{path}: 'defaults' must be a list of config file names")
+    merged = schema
+    for entry in defaults:
+        if not isinstance(entry, str):
+            raise ConfigError(f"{path}: 'defaults' entries must be file names, got {entry!r}")
+        name = entry if entry.endswith((".yaml", ".yml")) else f"{entry}.yaml"
+        merged = _compose(path.parent / name, merged, (*seen, path))
+    return _merge_layer(merged, body, str(path))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Compose, override, validate and return the experiment config (a typed, read-only DictConfig)."""
+    cfg = OmegaConf.structured(ExperimentConfig)
+    if path is not None:
+        cfg = _compose(Path(path), cfg, ())
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"command line: override '{override}' must look like dotted.key=value")
+        cfg = _merge_layer(cfg, OmegaConf.from_dotlist([override]), f"command line '{override}'")
+    validate(cfg)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks the schema's types cannot express: choices, ranges, positivity, relations."""
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{key}: '{value}' is not one of {list(allowed)}")
+    for key in RANGES:
+        low_high = OmegaConf.select(cfg, key)
+        if len(low_high) != 2 or low_high[0] > low_high[1]:
+            raise ConfigError(f"{key}: must be [low, high] with low <= high, got {list(low_high)}")
+    for key in POSITIVE:
+        if OmegaConf.select(cfg, key) <= 0:
+            raise ConfigError(f"{key}: must be positive, got {OmegaConf.select(cfg, key)}")
+    if cfg.sim.num_frames < 2:
+        raise ConfigError(f"sim.num_frames: a sweep needs at least 2 frames, got {cfg.sim.num_frames}")
+    if cfg.sim.near_m_range[0] <= 0:
+        raise ConfigError(f"sim.near_m_range: focus distances must be positive, got {list(cfg.sim.near_m_range)}")
+    if cfg.sim.near_m_range[1] >= cfg.sim.far_m_range[0]:
+        raise ConfigError(
+            f"sim.near_m_range {list(cfg.sim.near_m_range)} must lie below sim.far_m_range "
+            f"{list(cfg.sim.far_m_range)}: the sweep goes near -> far"
+        )
+    if cfg.data.crop_size > min(cfg.sim.height, cfg.sim.width):
+        raise ConfigError(
+            f"data.crop_size={cfg.data.crop_size} is larger than the simulated image "
+            f"{cfg.sim.height}x{cfg.sim.width} (sim.height x sim.width)"
+        )
+    if cfg.sim.scene.min_layers > cfg.sim.scene.max_layers or cfg.sim.scene.min_layers < 1:
+        raise ConfigError(
+            f"sim.scene: need 1 <= min_layers <= max_layers, got {cfg.sim.scene.min_layers}, "
+            f"{cfg.sim.scene.max_layers}"
+        )
+    if cfg.data.num_workers < 0:
+        raise ConfigError(f"data.num_workers: must be >= 0, got {cfg.data.num_workers}")
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,54 @@
+"""LightningDataModule for simulated focal sweeps (training stream + fixed val/test sets)."""
+
+from __future__ import annotations
+
+import lightning as L
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from evfocus.data.simulated import EvalRefocusSet, SimulatedRefocusStream, build_eval_sweeps
+from evfocus.sweep import Sweep
+
+
+class SimulatedSweepDataModule(L.LightningDataModule):
+    """Streams freshly simulated refocus samples; validates/tests on cached held-out sweeps."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.train_set: SimulatedRefocusStream | None = None
+        self.eval_sweeps: dict[str, list[Sweep]] = {}
+        self.eval_sets: dict[str, EvalRefocusSet] = {}
+
+    def prepare_data(self) -> None:
+        """Generate and cache the fixed eval sweeps once (rank 0), before any rank loads them."""
+        for split in ("val", "test"):
+            build_eval_sweeps(self.cfg, split, self.cfg.seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        if stage in ("fit", None) and self.train_set is None:
+            self.train_set = SimulatedRefocusStream(self.cfg, self.cfg.seed, world_size)
+        splits = {"fit": ("val",), "validate": ("val",), "test": ("test",), None: ("val", "test")}
+        for split in splits.get(stage, ()):
+            if split not in self.eval_sets:
+                self.eval_sweeps[split] = build_eval_sweeps(self.cfg, split, self.cfg.seed)
+                self.eval_sets[split] = EvalRefocusSet(self.cfg, self.eval_sweeps[split], split, self.cfg.seed)
+
+    def set_epoch(self, epoch: int, batches_done: int = 0) -> None:
+        if self.train_set is not None:
+            self.train_set.set_epoch(epoch, batches_done)
+
+    def train_dataloader(self) -> DataLoader:
+        data = self.cfg.data
+        return DataLoader(self.train_set, batch_size=data.batch_size, num_workers=data.num_workers,
+                          persistent_workers=data.persistent_workers and data.num_workers > 0)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return DataLoader(self.eval_sets[split], batch_size=self.cfg.data.batch_size, shuffle=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")

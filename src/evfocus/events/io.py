@@ -1,0 +1,317 @@
+"""Event and capture files → EventStream / Sweep (read-only formats, plus an HDF5 writer).
+
+Every reader converts to the contract's polarity (+1 = brightness increase) and its docstring
+says which convention it assumed. Every error names the file (and key) and the problem:
+a broken capture must stop a run, never feed it silently wrong events.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import imageio.v3 as iio
+import numpy as np
+import torch
+from torch import Tensor
+
+from evfocus.events.stream import EventStream
+from evfocus.optics import FocusSchedule, OpticsError
+from evfocus.sweep import Sweep
+
+PathLike = str | Path
+H5_KEYS = ("events/ts", "events/xs", "events/ys", "events/ps")
+LINEAR_IN_DIOPTERS = "linear_in_diopters"
+
+
+class EventFileError(ValueError):
+    """An event or capture file is unreadable or breaks its format (the message names the file)."""
+
+
+class MissingFileError(EventFileError, FileNotFoundError):
+    """A required file does not exist (also a FileNotFoundError, for callers that catch those)."""
+
+
+class CaptureError(EventFileError):
+    """A capture folder whose parts are missing or disagree (names the files involved)."""
+
+
+# ---------------------------------------------------------------------------------- shared checks
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise MissingFileError(f"{path}: file not found")
+
+
+def _integer_column(values: np.ndarray, where: str) -> np.ndarray:
+    """int64 copy of an integer column; float columns must hold whole, finite numbers."""
+    if values.dtype.kind in "iub":
+        return values.astype(np.int64)
+    if values.dtype.kind != "f":
+        raise EventFileError(f"{where}: expected integers, got dtype {values.dtype}")
+    if not np.isfinite(values).all():
+        raise EventFileError(f"{where}: contains NaN or infinite values")
+    if (values != np.round(values)).any():
+        bad = values[values != np.round(values)][:3].tolist()
+        raise EventFileError(f"{where}: expected whole numbers, found non-integer values such as {bad}")
+    return values.astype(np.int64)
+
+
+def _signed_polarity(values: np.ndarray, flip: bool, where: str) -> np.ndarray:
+    """{0,1} (1 = ON) or bool → ±1; ±1 is taken as already signed. Anything else raises."""
+    polarity = _integer_column(values, where)
+    if polarity.size == 0:
+        return polarity.astype(np.int8)
+    low, high = int(polarity.min()), int(polarity.max())
+    if low >= 0 and high <= 1:
+        signed = polarity * 2 - 1
+    elif low >= -1 and high <= 1 and not (polarity == 0).any():
+        signed = polarity
+    else:
+        found = np.unique(polarity).tolist()[:10]
+        raise EventFileError(f"{where}: polarity must be 0/1 (OFF/ON) or -1/+1, found values {found}")
+    return (-signed if flip else signed).astype(np.int8)
+
+
+def _check_coordinates(x: np.ndarray, y: np.ndarray, width: int, height: int, where: str) -> None:
+    """Range check before the int32 cast, so huge values cannot wrap into the sensor."""
+    for name, values, size in (("x", x, width), ("y", y, height)):
+        if values.size and (values.min() < 0 or values.max() >= size):
+            raise EventFileError(
+                f"{where}: '{name}' spans [{values.min()}, {values.max()}] but the sensor is "
+                f"{width}x{height} (valid {name} is 0..{size - 1})")
+
+
+# ---------------------------------------------------------------------------------- reference .npy
+def _load_npy(path: Path) -> np.ndarray:
+    """Memory-map when possible; a failed map is retried in memory for numpy's clearer error."""
+    _require_file(path)
+    try:
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError):
+            array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise EventFileError(f"{path}: not a loadable .npy array (corrupt or truncated?): {error}") from error
+    if not isinstance(array, np.ndarray):
+        raise EventFileError(f"{path}: expected a single .npy array, got {type(array).__name__}")
+    return array
+
+
+def _npy_columns(path: Path, flip_polarity: bool) -> tuple[np.ndarray, ...]:
+    array = _load_npy(path)
+    if array.ndim != 2 or array.shape[1] != 4:
+        raise EventFileError(f"{path}: expected an (N, 4) array of t_us, x, y, p; got shape {array.shape}")
+    t_us, x, y = (_integer_column(array[:, i], f"{path} column {name}")
+                  for i, name in enumerate(("t_us", "x", "y")))
+    p = _signed_polarity(array[:, 3], flip_polarity, f"{path} column p")
+    return t_us, x, y, p
+
+
+def read_events_npy(path: PathLike, width: int, height: int, flip_polarity: bool = False) -> EventStream:
+    """Reference-release events: (N,4) integer array ``t_us, x, y, p``, sorted by time.
+
+    Polarity: ``p == 1`` is ON (+1) and ``p == 0`` OFF (-1); a file already holding ±1 is taken
+    as signed. ``flip_polarity=True`` negates everything (the reference's synthetic training
+    data had flipped polarity). Float arrays are accepted when every value is a whole number.
+    """
+    path = Path(path)
+    t_us, x, y, p = _npy_columns(path, flip_polarity)
+    _check_coordinates(x, y, width, height, str(path))
+    return EventStream.from_arrays(t_us, x, y, p, width, height, source=str(path))
+
+
+# ---------------------------------------------------------------------------------- E2VID HDF5
+def _h5_timestamps_us(ts: np.ndarray, time_unit: str | None, where: str) -> np.ndarray:
+    unit = time_unit or ("s" if ts.dtype.kind == "f" else "us")
+    if unit == "us":
+        return _integer_column(ts, where)
+    if unit != "s":
+        raise EventFileError(f"{where}: time_unit must be 's', 'us' or None, got {time_unit!r}")
+    if ts.dtype.kind not in "fiu" or not np.isfinite(ts).all():
+        raise EventFileError(f"{where}: timestamps in seconds must be finite numbers")
+    return np.round(ts.astype(np.float64) * 1e6).astype(np.int64)
+
+
+def _h5_sensor_size(file: h5py.File, width: int | None, height: int | None, path: Path) -> tuple[int, int]:
+    resolution = file.attrs.get("sensor_resolution")
+    if resolution is None:
+        if width is None or height is None:
+            raise EventFileError(f"{path}: no 'sensor_resolution' attribute; pass width and height")
+        return width, height
+    if len(resolution) != 2:
+        raise EventFileError(f"{path}: 'sensor_resolution' must be (height, width), got {list(resolution)}")
+    file_height, file_width = (int(v) for v in resolution)
+    if (width is not None and width != file_width) or (height is not None and height != file_height):
+        raise EventFileError(f"{path}: sensor_resolution is {file_height}x{file_width} (HxW) but "
+                             f"width={width}, height={height} were requested")
+    return file_width, file_height
+
+
+def read_events_h5(
+    path: PathLike,
+    width: int | None = None,
+    height: int | None = None,
+    time_unit: str | None = None,
+    flip_polarity: bool = False,
+) -> EventStream:
+    """E2VID-style HDF5: datasets ``events/ts``, ``events/xs``, ``events/ys``, ``events/ps``.
+
+    Timestamps: float ``ts`` are seconds (rounded to the nearest µs), integer ``ts`` are µs;
+    ``time_unit="s"``/``"us"`` overrides the guess. Polarity: bool or {0,1} with 1 = ON, or
+    ±1 taken as signed; ``flip_polarity`` negates. Sensor size: the root attribute
+    ``sensor_resolution`` (height, width), else ``width``/``height`` must be given.
+    """
+    path = Path(path)
+    _require_file(path)
+    try:
+        file = h5py.File(path, "r")
+    except OSError as error:
+        raise EventFileError(f"{path}: not a readable HDF5 file: {error}") from error
+    with file:
+        columns = {}
+        for key in H5_KEYS:
+            dataset = file.get(key)
+            if not isinstance(dataset, h5py.Dataset):
+                raise EventFileError(f"{path}: missing dataset '{key}' (expected {', '.join(H5_KEYS)})")
+            if dataset.ndim != 1:
+                raise EventFileError(f"{path}: dataset '{key}' must be 1-D, got shape {dataset.shape}")
+            columns[key] = dataset[()]
+        width, height = _h5_sensor_size(file, width, height, path)
+    lengths = {key: len(values) for key, values in columns.items()}
+    if len(set(lengths.values())) != 1:
+        raise EventFileError(f"{path}: datasets differ in length: "
+                             + ", ".join(f"'{key}' has {n}" for key, n in lengths.items()))
+    t_us = _h5_timestamps_us(columns["events/ts"], time_unit, f"{path} dataset 'events/ts'")
+    x = _integer_column(columns["events/xs"], f"{path} dataset 'events/xs'")
+    y = _integer_column(columns["events/ys"], f"{path} dataset 'events/ys'")
+    p = _signed_polarity(columns["events/ps"], flip_polarity, f"{path} dataset 'events/ps'")
+    _check_coordinates(x, y, width, height, str(path))
+    return EventStream.from_arrays(t_us, x, y, p, width, height, source=str(path))
+
+
+def write_events_h5(path: PathLike, events: EventStream) -> None:
+    """Write an E2VID-style HDF5 that ``read_events_h5`` reads back exactly.
+
+    ``ts`` int64 µs, ``xs``/``ys`` int32, ``ps`` int8 ±1 (+1 = ON), root attribute
+    ``sensor_resolution`` = (height, width).
+    """
+    columns = {"events/ts": events.t_us, "events/xs": events.x, "events/ys": events.y, "events/ps": events.p}
+    with h5py.File(Path(path), "w") as file:
+        for key, values in columns.items():
+            file.create_dataset(key, data=values.cpu().numpy())
+        file.attrs["sensor_resolution"] = np.array([events.height, events.width], dtype=np.int64)
+        file.attrs["num_events"] = len(events)
+        file.attrs["polarity"] = "+1 = brightness increase (ON), -1 = decrease (OFF)"
+
+
+# ---------------------------------------------------------------------------------- capture folders
+def list_captures(root: PathLike) -> list[str]:
+    """Names having both ``blurry/<name>.png`` and ``events/<name>.npy``, sorted.
+
+    Names present in only one of the two folders are not captures and are skipped.
+    """
+    root = Path(root)
+    missing = [folder for folder in ("blurry", "events") if not (root / folder).is_dir()]
+    if missing:
+        raise CaptureError(f"{root}: not a capture folder, missing sub-folder(s) {missing} "
+                           "(expected blurry/<name>.png + events/<name>.npy)")
+    images = {path.stem for path in (root / "blurry").glob("*.png")}
+    return sorted(name for name in images if (root / "events" / f"{name}.npy").is_file())
+
+
+def _read_image(path: Path) -> Tensor:
+    """PNG → float32 (3,H,W) in [0,1]: grey is repeated to RGB, alpha is dropped."""
+    _require_file(path)
+    try:
+        pixels = iio.imread(path, plugin="pillow")  # named: a broken PNG must not be tried as DICOM
+    except Exception as error:  # pillow raises several types for broken files
+        raise CaptureError(f"{path}: not a readable image: {error}") from error
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise CaptureError(f"{path}: expected 8- or 16-bit pixels, got dtype {pixels.dtype}")
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
+        raise CaptureError(f"{path}: expected a grey, grey+alpha, RGB or RGBA image, "
+                           f"got shape {pixels.shape}")
+    colour = pixels[..., :3] if pixels.shape[2] >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
+    scale = float(np.iinfo(pixels.dtype).max)
+    return torch.from_numpy(colour.astype(np.float32) / scale).permute(2, 0, 1).contiguous()
+
+
+def _read_depth(path: Path, height: int, width: int) -> Tensor:
+    """(H,W) or (1,H,W) metres → (1,H,W) float32; +inf (no surface) allowed, NaN and <= 0 not."""
+    depth = _load_npy(path)
+    if depth.shape not in ((height, width), (1, height, width)):
+        raise CaptureError(f"{path}: depth must be ({height}, {width}) like the image, got {depth.shape}")
+    if depth.dtype.kind not in "fiu":
+        raise CaptureError(f"{path}: depth must be numeric metres, got dtype {depth.dtype}")
+    depth = np.array(depth, dtype=np.float32).reshape(1, height, width)
+    if np.isnan(depth).any() or (depth <= 0).any():
+        raise CaptureError(f"{path}: depth must be positive metres, found NaN or values <= 0")
+    return torch.from_numpy(depth)
+
+
+def _meta_int(meta: dict, key: str, path: Path) -> int:
+    value = meta[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise CaptureError(f"{path}: '{key}' must be a whole number of µs, got {value!r}")
+    return int(value)
+
+
+def _read_meta(path: Path, image_path: Path, height: int, width: int) -> tuple[FocusSchedule, int]:
+    """``meta/<name>.json`` → (schedule, image_time_us), checked against the image size."""
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CaptureError(f"{path}: not valid JSON: {error}") from error
+    required = ("sweep_start_us", "sweep_end_us", "focus_start_m", "focus_end_m", "focus_schedule",
+                "image_time_us")
+    missing = [key for key in required if key not in meta]
+    if missing:
+        raise CaptureError(f"{path}: missing key(s) {missing}")
+    if meta["focus_schedule"] != LINEAR_IN_DIOPTERS:
+        raise CaptureError(f"{path}: focus_schedule {meta['focus_schedule']!r} is not supported "
+                           f"(only {LINEAR_IN_DIOPTERS!r})")
+    size = (meta.get("height", height), meta.get("width", width))
+    if size != (height, width):
+        raise CaptureError(f"{path}: says {size[0]}x{size[1]} (HxW) but {image_path} is {height}x{width}")
+    start_us, end_us = _meta_int(meta, "sweep_start_us", path), _meta_int(meta, "sweep_end_us", path)
+    try:
+        schedule = FocusSchedule(start_us, end_us, float(meta["focus_start_m"]), float(meta["focus_end_m"]))
+    except (OpticsError, TypeError, ValueError) as error:
+        raise CaptureError(f"{path}: bad sweep schedule: {error}") from error
+    return schedule, _meta_int(meta, "image_time_us", path)
+
+
+def read_capture(root: PathLike, name: str, schedule: FocusSchedule | None = None) -> Sweep:
+    """One capture of the reference layout (+ optional ground truth and meta) as a Sweep.
+
+    Reads ``blurry/<name>.png`` and ``events/<name>.npy`` (polarity as ``read_events_npy``:
+    1 = ON), plus when present ``aif/<name>.png``, ``depth/<name>.npy`` and
+    ``meta/<name>.json``. The schedule comes from ``schedule`` if given (it wins over meta),
+    else from meta; the frame time from meta, else the sweep start (where the reference layout
+    captures the blurry frame). Without meta and without ``schedule`` this raises.
+    """
+    root = Path(root)
+    image_path, events_path = root / "blurry" / f"{name}.png", root / "events" / f"{name}.npy"
+    meta_path = root / "meta" / f"{name}.json"
+    image = _read_image(image_path)
+    height, width = image.shape[-2:]
+    if meta_path.is_file():
+        meta_schedule, image_time_us = _read_meta(meta_path, image_path, height, width)
+        schedule = meta_schedule if schedule is None else schedule
+    elif schedule is None:
+        raise CaptureError(f"{meta_path}: not found; without meta, pass read_capture(..., schedule=...)")
+    else:
+        image_time_us = schedule.t_start_us
+    t_us, x, y, p = _npy_columns(events_path, flip_polarity=False)
+    _check_coordinates(x, y, width, height, f"{events_path} does not fit the image {image_path}")
+    events = EventStream.from_arrays(t_us, x, y, p, width, height, source=str(events_path))
+    aif_path, depth_path = root / "aif" / f"{name}.png", root / "depth" / f"{name}.npy"
+    aif = _read_image(aif_path) if aif_path.is_file() else None
+    if aif is not None and aif.shape != image.shape:
+        raise CaptureError(f"{aif_path} is {tuple(aif.shape)} but {image_path} is {tuple(image.shape)}")
+    depth_m = _read_depth(depth_path, height, width) if depth_path.is_file() else None
+    return Sweep(name=name, image=image, image_time_us=image_time_us, events=events, schedule=schedule,
+                 aif=aif, depth_m=depth_m)

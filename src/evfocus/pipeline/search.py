@@ -1,0 +1,454 @@
+"""Golden-section focus search: per patch of an N×N grid, the sweep time at which refocusing is sharpest.
+
+Sharpness of a refocused patch is unimodal in the focus time, so a golden-section search finds its
+peak with ~log_φ(range/tolerance) probes. The reference implementation searches patch after patch
+and re-evaluates both interior points every iteration; here all patches advance together (one
+refocus call per iteration on every still-open patch) and each iteration evaluates only the one new
+interior point, which the golden ratio makes possible. ``mode="reference"`` keeps the reference's
+procedure, sharing every helper, so the two can be benchmarked side by side.
+
+Events reach the refocus network as the segment image-time → probe-time at ``num_bins`` bins, cut
+from a per-patch crop of the sweep's cumulative event tensor (see ``sample_cumulative``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import kornia
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from evfocus.events.stream import EventStream
+
+GOLDEN_RATIO = (1.0 + 5.0**0.5) / 2.0
+
+Domain = Literal["time", "events"]
+SharpnessKind = Literal["variance", "gradient"]
+SearchMode = Literal["batched", "reference"]
+RefocusFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class CumulativeEvents(Protocol):
+    """What the search needs of an ``EventFocalStack``: the cumulative signed events at K+1 nodes."""
+
+    cumulative: Tensor  # (K+1, H, W): cumulative[k] = Σ polarity of events with t < τ_k
+    t_start_us: float
+    t_end_us: float
+    num_fine_bins: int
+
+
+# ---------------------------------------------------------------------------------------- events
+def sample_cumulative(cumulative: Tensor, node_pos: Tensor, crop_index: Tensor | None = None) -> Tensor:
+    """Linearly interpolate cumulative event maps at fractional node positions, one time row per crop.
+
+    ``cumulative`` is (R, K+1, h, w): R crops (or one shared window, R=1) of the cumulative tensor.
+    ``node_pos`` is (M, Q) in node units (τ_k ↦ k); positions outside [0, K] clamp, which is exact
+    because no events exist outside the sweep. ``crop_index`` (M,) says which crop row each query
+    reads (default: row m for query m, or row 0 for all when R == 1). Returns (M, Q, h, w).
+
+    This gathers along K only what is asked for, so it is meant to serve both the search (per-patch
+    crops, per-patch times) and ``EventFocalStack.segments`` (one window, R=1).
+    """
+    if cumulative.ndim != 4:
+        raise ValueError(f"cumulative must be (R, K+1, h, w), got shape {tuple(cumulative.shape)}")
+    if node_pos.ndim != 2:
+        raise ValueError(f"node_pos must be (M, Q), got shape {tuple(node_pos.shape)}")
+    num_crops, num_nodes = cumulative.shape[:2]
+    if num_nodes < 2:
+        raise ValueError(f"cumulative needs at least 2 nodes (K >= 1), got {num_nodes}")
+    if crop_index is None:
+        if num_crops not in (1, node_pos.shape[0]):
+            raise ValueError(f"{node_pos.shape[0]} queries but {num_crops} crops: pass crop_index")
+        crop_index = torch.arange(node_pos.shape[0], device=node_pos.device) % num_crops
+    pos = node_pos.clamp(0, num_nodes - 1)
+    lower = pos.floor().long().clamp(max=num_nodes - 2)
+    frac = (pos - lower).to(cumulative.dtype)[..., None, None]
+    rows = crop_index[:, None]
+    below = cumulative[rows, lower]
+    return below + frac * (cumulative[rows, lower + 1] - below)
+
+
+def segments_from_cumulative(
+    cumulative: Tensor,
+    t_start_us: float,
+    t_end_us: float,
+    t0_us: Tensor,
+    t_us: Tensor,
+    num_bins: int,
+    crop_index: Tensor | None = None,
+) -> Tensor:
+    """Signed events of each segment t0 → t at ``num_bins`` equal bins: (M, B, h, w).
+
+    ``cumulative`` (R, K+1, h, w) has nodes evenly spaced over [t_start_us, t_end_us]; ``t0_us`` and
+    ``t_us`` are (M,). For t < t0 the bins run backwards in time and flip sign, as refocusing to an
+    earlier moment needs. Times are kept in float64 so absolute µs timestamps lose nothing.
+    """
+    if num_bins < 1:
+        raise ValueError(f"num_bins must be >= 1, got {num_bins}")
+    if t_end_us <= t_start_us:
+        raise ValueError(f"empty sweep: t_start_us={t_start_us}, t_end_us={t_end_us}")
+    steps = torch.linspace(0.0, 1.0, num_bins + 1, dtype=torch.float64, device=t_us.device)
+    t0 = t0_us.to(torch.float64)[:, None]
+    times_us = t0 + (t_us.to(torch.float64)[:, None] - t0) * steps
+    node_pos = (times_us - t_start_us) * ((cumulative.shape[1] - 1) / (t_end_us - t_start_us))
+    return torch.diff(sample_cumulative(cumulative, node_pos, crop_index), dim=1)
+
+
+# ---------------------------------------------------------------------------------------- patches
+def patch_edges(size_px: int, grid_size: int) -> Tensor:
+    """Integer edges (grid_size+1,) splitting ``size_px`` into near-equal parts (sizes differ by ≤1)."""
+    return torch.arange(grid_size + 1, dtype=torch.int64) * size_px // grid_size
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """An N×N tiling of the image plus, per patch, a crop with ``margin_px`` of context on each side.
+
+    All crops share one size (largest patch + 2·margin) so every probe of an iteration is one batch;
+    ``interior_mask`` marks each patch's own pixels inside its crop, where sharpness is measured.
+    """
+
+    boxes: Tensor  # (P, 4) int64: top, left, height, width
+    grid_size: int
+    margin_px: int
+    image_height: int
+    image_width: int
+
+    @classmethod
+    def build(cls, height: int, width: int, grid_size: int, margin_px: int) -> PatchGrid:
+        if grid_size < 1:
+            raise ValueError(f"grid_size must be >= 1, got {grid_size}")
+        if grid_size > min(height, width):
+            raise ValueError(f"a {grid_size}x{grid_size} patch grid does not fit a {height}x{width} image "
+                             "(patches would be empty)")
+        if margin_px < 0:
+            raise ValueError(f"margin_px must be >= 0, got {margin_px}")
+        rows, cols = patch_edges(height, grid_size), patch_edges(width, grid_size)
+        top, left = torch.meshgrid(rows[:-1], cols[:-1], indexing="ij")
+        box_h, box_w = torch.meshgrid(torch.diff(rows), torch.diff(cols), indexing="ij")
+        boxes = torch.stack([top, left, box_h, box_w], dim=-1).reshape(-1, 4)
+        return cls(boxes, grid_size, margin_px, height, width)
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size * self.grid_size
+
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        border = 2 * self.margin_px
+        return int(self.boxes[:, 2].max()) + border, int(self.boxes[:, 3].max()) + border
+
+    def crop(self, planes: Tensor, padding: Literal["replicate", "zeros"]) -> Tensor:
+        """(L, H, W) → (P, L, crop_h, crop_w); outside the image: replicate (images) or zeros (events)."""
+        if tuple(planes.shape[-2:]) != (self.image_height, self.image_width):
+            raise ValueError(f"planes are {tuple(planes.shape[-2:])}, grid is for "
+                             f"{(self.image_height, self.image_width)}")
+        crop_h, crop_w = self.crop_size
+        extra_h = int((self.boxes[:, 0] + crop_h).max()) - 2 * self.margin_px - self.image_height
+        extra_w = int((self.boxes[:, 1] + crop_w).max()) - 2 * self.margin_px - self.image_width
+        pad = (self.margin_px, self.margin_px + extra_w, self.margin_px, self.margin_px + extra_h)
+        mode = "replicate" if padding == "replicate" else "constant"
+        padded = F.pad(planes[None], pad, mode=mode)[0]
+        # Box tops/lefts in image coordinates are the crop corners in padded coordinates.
+        return torch.stack([padded[:, top:top + crop_h, left:left + crop_w]
+                            for top, left in self.boxes[:, :2].tolist()])
+
+    def interior_mask(self, device: torch.device | str = "cpu") -> Tensor:
+        """(P, 1, crop_h, crop_w) float: 1 on the patch's own pixels, 0 on the context margin."""
+        crop_h, crop_w = self.crop_size
+        m = self.margin_px
+        rows = torch.arange(crop_h, device=device)
+        cols = torch.arange(crop_w, device=device)
+        box_h, box_w = self.boxes[:, 2].to(device), self.boxes[:, 3].to(device)
+        inside_rows = (rows >= m) & (rows[None] < m + box_h[:, None])
+        inside_cols = (cols >= m) & (cols[None] < m + box_w[:, None])
+        return (inside_rows[:, :, None] & inside_cols[:, None, :]).float()[:, None]
+
+
+def patch_event_counts(
+    events: EventStream, grid_size: int, t_start_us: float, t_end_us: float, num_fine_bins: int
+) -> Tensor:
+    """Cumulative unsigned event count per patch at the K+1 sweep nodes: (P, K+1) float64.
+
+    ``counts[p, k]`` = events of patch p with t_start ≤ t < τ_k, the last node also counting t = t_end
+    (the binning of ``EventFocalStack``); one bincount over patch × fine bin. The event-domain search
+    reads each patch's count as a monotone clock.
+    """
+    if num_fine_bins < 1:
+        raise ValueError(f"num_fine_bins must be >= 1, got {num_fine_bins}")
+    if t_end_us <= t_start_us:
+        raise ValueError(f"empty sweep: t_start_us={t_start_us}, t_end_us={t_end_us}")
+    grid = PatchGrid.build(events.height, events.width, grid_size, 0)
+    device = events.device
+    row_edges = patch_edges(events.height, grid_size)[1:-1].to(device)
+    col_edges = patch_edges(events.width, grid_size)[1:-1].to(device)
+    patch = (torch.bucketize(events.y, row_edges.to(events.y.dtype), right=True) * grid_size
+             + torch.bucketize(events.x, col_edges.to(events.x.dtype), right=True))
+    # Multiply before dividing: exact for integer µs, so events on a node fall in the later bin.
+    fine_bin = torch.floor((events.t_us.double() - t_start_us) * num_fine_bins / (t_end_us - t_start_us))
+    keep = (fine_bin >= 0) & (events.t_us <= t_end_us)
+    fine_bin = fine_bin.clamp(max=num_fine_bins - 1)  # events at t_end join the last bin
+    flat = patch[keep].long() * num_fine_bins + fine_bin[keep].long()
+    per_bin = torch.bincount(flat, minlength=grid.num_patches * num_fine_bins)
+    per_bin = per_bin.reshape(grid.num_patches, num_fine_bins).double()
+    return F.pad(per_bin.cumsum(dim=1), (1, 0))
+
+
+# ---------------------------------------------------------------------------------------- sharpness
+def patch_sharpness(images: Tensor, mask: Tensor, kind: SharpnessKind) -> Tensor:
+    """Sharpness (M,) of the grey image inside ``mask`` (M, 1, h, w).
+
+    ``variance`` is the reference's measure; ``gradient`` is the mean squared Sobel gradient, which
+    ignores smooth shading that variance also rewards.
+    """
+    grey = images.mean(dim=1, keepdim=True)
+    weight = mask / mask.sum(dim=(1, 2, 3), keepdim=True)
+    if kind == "variance":
+        mean = (grey * weight).sum(dim=(1, 2, 3), keepdim=True)
+        return ((grey - mean) ** 2 * weight).sum(dim=(1, 2, 3))
+    if kind == "gradient":
+        energy = kornia.filters.spatial_gradient(grey, mode="sobel").pow(2).sum(dim=2)
+        return (energy * weight).sum(dim=(1, 2, 3))
+    raise ValueError(f"unknown sharpness {kind!r}: expected 'variance' or 'gradient'")
+
+
+# ---------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class SearchConfig:
+    """How to search. The tolerance that applies is the one in the chosen domain's unit."""
+
+    num_bins: int
+    grid_size: int = 8
+    margin_px: int = 8
+    domain: Domain = "time"
+    sharpness: SharpnessKind = "variance"
+    tolerance_us: float = 20_000.0
+    tolerance_events: float = 1_000.0
+    max_iters: int = 30
+    min_events: int = 2_000
+
+    def __post_init__(self) -> None:
+        if self.domain not in ("time", "events"):
+            raise ValueError(f"domain must be 'time' or 'events', got {self.domain!r}")
+        if self.sharpness not in ("variance", "gradient"):
+            raise ValueError(f"sharpness must be 'variance' or 'gradient', got {self.sharpness!r}")
+        for name in ("tolerance_us", "tolerance_events"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name, lowest in (("num_bins", 1), ("grid_size", 1), ("max_iters", 1), ("margin_px", 0),
+                             ("min_events", 0)):
+            if getattr(self, name) < lowest:
+                raise ValueError(f"{name} must be >= {lowest}, got {getattr(self, name)}")
+
+    @property
+    def tolerance(self) -> float:
+        return self.tolerance_us if self.domain == "time" else self.tolerance_events
+
+
+@dataclass
+class SearchResult:
+    """Found focus time per patch, plus every probe for inspection (NaN where a patch probed less)."""
+
+    times_us: Tensor  # (N, N) float64
+    patch_boxes: Tensor  # (P, 4) int64: top, left, height, width
+    probes_t_us: Tensor  # (P, I) float64, in evaluation order
+    probes_sharpness: Tensor  # (P, I) float32
+    num_refocus_calls: int
+    low_event_mask: Tensor  # (N, N) bool: too few events, kept the image time
+
+
+# ---------------------------------------------------------------------------------------- search
+def counts_to_time_us(counts: Tensor, num_events: Tensor, t_start_us: float, t_end_us: float) -> Tensor:
+    """Invert each row's cumulative count curve (M, K+1) at ``num_events`` (M,): the time (M,) in µs
+    when that many events have arrived (linear inside a fine bin; the earliest time on a plateau)."""
+    num_fine_bins = counts.shape[1] - 1
+    upper = torch.searchsorted(counts, num_events[:, None].to(counts.dtype)).clamp(1, num_fine_bins)
+    below, above = counts.gather(1, upper - 1), counts.gather(1, upper)
+    frac = ((num_events[:, None] - below) / (above - below).clamp_min(1e-12)).clamp(0.0, 1.0)
+    node_pos = (upper - 1 + frac)[:, 0]
+    return t_start_us + node_pos * ((t_end_us - t_start_us) / num_fine_bins)
+
+
+class _Prober:
+    """Refocuses chosen patches at chosen search coordinates, scores them and records every probe."""
+
+    def __init__(self, image: Tensor, image_time_us: float, focal_stack: CumulativeEvents,
+                 refocus: RefocusFn, grid: PatchGrid, config: SearchConfig, counts: Tensor | None,
+                 max_probes: int) -> None:
+        self.image_crops = grid.crop(image, "replicate")
+        self.cumulative_crops = grid.crop(focal_stack.cumulative.to(image.dtype), "zeros")
+        self.mask = grid.interior_mask(image.device)
+        self.image_time_us = image_time_us
+        self.t_start_us, self.t_end_us = float(focal_stack.t_start_us), float(focal_stack.t_end_us)
+        self.refocus, self.config, self.counts = refocus, config, counts
+        self.num_calls = 0
+        num_patches = grid.num_patches
+        self.probe_t_us = torch.full((num_patches, max_probes), math.nan, dtype=torch.float64,
+                                     device=image.device)
+        self.probe_sharpness = torch.full((num_patches, max_probes), math.nan, device=image.device)
+        self.probe_count = torch.zeros(num_patches, dtype=torch.int64, device=image.device)
+
+    def to_time_us(self, patch_index: Tensor, coord: Tensor) -> Tensor:
+        if self.config.domain == "time":
+            return coord
+        return counts_to_time_us(self.counts[patch_index], coord, self.t_start_us, self.t_end_us)
+
+    def __call__(self, patch_index: Tensor, coord: Tensor) -> Tensor:
+        """Sharpness (M,) of patches ``patch_index`` (M,) refocused at search coordinates ``coord``."""
+        t_us = self.to_time_us(patch_index, coord)
+        t0_us = torch.full_like(t_us, self.image_time_us)
+        events = segments_from_cumulative(self.cumulative_crops, self.t_start_us, self.t_end_us, t0_us,
+                                          t_us, self.config.num_bins, crop_index=patch_index)
+        images = self.image_crops[patch_index]
+        refocused = self.refocus(images, events)
+        self.num_calls += 1
+        if refocused.shape != images.shape:
+            raise ValueError(f"refocus returned shape {tuple(refocused.shape)} for input images of shape "
+                             f"{tuple(images.shape)}; it must keep (N, C, h, w)")
+        sharpness = patch_sharpness(refocused, self.mask[patch_index], self.config.sharpness).float()
+        slot = self.probe_count[patch_index]
+        self.probe_t_us[patch_index, slot] = t_us
+        self.probe_sharpness[patch_index, slot] = sharpness
+        self.probe_count[patch_index] += 1
+        return sharpness
+
+
+def _interior_points(lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+    """The two golden-section points of a bracket, left then right."""
+    step = (upper - lower) / GOLDEN_RATIO
+    return upper - step, lower + step
+
+
+def _peak_is_right(f_left: Tensor, f_right: Tensor) -> Tensor:
+    """Unimodality: the peak lies right of the left point when the right point is sharper."""
+    return f_left < f_right
+
+
+def _search_batched(prober: _Prober, lower: Tensor, upper: Tensor, open_: Tensor,
+                    config: SearchConfig) -> tuple[Tensor, Tensor]:
+    """All open patches advance together; one new interior point per patch per refocus call.
+    Returns the final brackets."""
+    left, right = _interior_points(lower, upper)
+    f_left = torch.full_like(lower, -math.inf, dtype=torch.float32)
+    f_right = f_left.clone()
+    patches = open_.nonzero()[:, 0]
+    if patches.numel():
+        f_left[patches] = prober(patches, left[patches])
+        f_right[patches] = prober(patches, right[patches])
+    for _ in range(config.max_iters):
+        if not bool(open_.any()):
+            break
+        go_right = open_ & _peak_is_right(f_left, f_right)
+        go_left = open_ & ~go_right
+        # The surviving interior point becomes the other interior point of the shrunk bracket.
+        lower, upper, left, right, f_left, f_right = (
+            torch.where(go_right, left, lower), torch.where(go_left, right, upper),
+            torch.where(go_right, right, left), torch.where(go_left, left, right),
+            torch.where(go_right, f_right, f_left), torch.where(go_left, f_left, f_right),
+        )
+        new_left, new_right = _interior_points(lower, upper)
+        left, right = torch.where(go_left, new_left, left), torch.where(go_right, new_right, right)
+        open_ = open_ & (upper - lower > config.tolerance)
+        patches = open_.nonzero()[:, 0]
+        if patches.numel():
+            sharpness = prober(patches, torch.where(go_right, right, left)[patches])
+            f_right[patches] = torch.where(go_right[patches], sharpness, f_right[patches])
+            f_left[patches] = torch.where(go_left[patches], sharpness, f_left[patches])
+    return lower, upper
+
+
+def _search_reference(prober: _Prober, lower: Tensor, upper: Tensor, open_: Tensor,
+                      config: SearchConfig) -> tuple[Tensor, Tensor]:
+    """The reference's procedure: patch after patch, both interior points re-evaluated per iteration.
+    Returns the final brackets."""
+    lower, upper = lower.clone(), upper.clone()
+    for patch in open_.nonzero()[:, 0].tolist():
+        index = torch.tensor([patch], device=lower.device)
+        for _ in range(config.max_iters):
+            if float(upper[patch] - lower[patch]) <= config.tolerance:
+                break
+            left, right = _interior_points(lower[index], upper[index])
+            go_right = _peak_is_right(prober(index, left), prober(index, right))
+            lower[index] = torch.where(go_right, left, lower[index])
+            upper[index] = torch.where(go_right, upper[index], right)
+    return lower, upper
+
+
+def focus_search(
+    image: Tensor,
+    image_time_us: float,
+    focal_stack: CumulativeEvents,
+    refocus: RefocusFn,
+    config: SearchConfig,
+    event_counts: Tensor | None = None,
+    mode: SearchMode = "batched",
+) -> SearchResult:
+    """Find, per patch, the sweep time whose refocused patch is sharpest.
+
+    ``image`` (C, H, W) in [0, 1] was taken at ``image_time_us``; ``refocus(images (M,C,h,w), events
+    (M,B,h,w))`` returns the crops refocused to the end of their event segments. ``event_counts``
+    (P, K+1), from ``patch_event_counts``, is needed for the event domain and for ``min_events``.
+    """
+    if image.ndim != 3:
+        raise ValueError(f"image must be (C, H, W), got shape {tuple(image.shape)}")
+    cumulative = focal_stack.cumulative
+    if cumulative.ndim != 3 or tuple(cumulative.shape[-2:]) != tuple(image.shape[-2:]):
+        raise ValueError(f"cumulative events {tuple(cumulative.shape)} must be (K+1, H, W) with the "
+                         f"image's H, W = {tuple(image.shape[-2:])}")
+    t_start_us, t_end_us = float(focal_stack.t_start_us), float(focal_stack.t_end_us)
+    if not t_start_us <= image_time_us <= t_end_us:
+        raise ValueError(f"image_time_us={image_time_us} lies outside the sweep [{t_start_us}, {t_end_us}]: "
+                         "the events between them are not in the focal stack")
+    if mode not in ("batched", "reference"):
+        raise ValueError(f"mode must be 'batched' or 'reference', got {mode!r}")
+    grid = PatchGrid.build(image.shape[-2], image.shape[-1], config.grid_size, config.margin_px)
+    counts = _checked_counts(event_counts, config, grid.num_patches, cumulative.shape[0], image.device)
+
+    num_patches = grid.num_patches
+    if config.domain == "time":
+        lower = torch.full((num_patches,), t_start_us, dtype=torch.float64, device=image.device)
+        upper = torch.full_like(lower, t_end_us)
+    else:
+        lower, upper = counts[:, 0].clone(), counts[:, -1].clone()
+    low_events = (torch.zeros(num_patches, dtype=torch.bool, device=image.device) if counts is None
+                  else counts[:, -1] - counts[:, 0] < config.min_events)
+    open_ = ~low_events & (upper - lower > config.tolerance)
+
+    search = _search_batched if mode == "batched" else _search_reference
+    with torch.no_grad():
+        prober = _Prober(image, image_time_us, focal_stack, refocus, grid, config, counts,
+                         max_probes=2 * config.max_iters + 2)
+        lower, upper = search(prober, lower, upper, open_, config)
+        found_us = prober.to_time_us(torch.arange(num_patches, device=image.device), (lower + upper) / 2)
+    times_us = torch.where(low_events, torch.full_like(found_us, image_time_us), found_us)
+    num_probes = int(prober.probe_count.max())
+    return SearchResult(
+        times_us=times_us.reshape(config.grid_size, config.grid_size),
+        patch_boxes=grid.boxes,
+        probes_t_us=prober.probe_t_us[:, :num_probes],
+        probes_sharpness=prober.probe_sharpness[:, :num_probes],
+        num_refocus_calls=prober.num_calls,
+        low_event_mask=low_events.reshape(config.grid_size, config.grid_size),
+    )
+
+
+def _checked_counts(event_counts: Tensor | None, config: SearchConfig, num_patches: int, num_nodes: int,
+                    device: torch.device) -> Tensor | None:
+    """The per-patch cumulative counts as float64 on ``device``, after checking they fit the search."""
+    if event_counts is None:
+        if config.domain == "events" or config.min_events > 0:
+            raise ValueError("event_counts (from patch_event_counts) are required for the event domain "
+                             "and for min_events > 0; pass them or set min_events=0")
+        return None
+    if tuple(event_counts.shape) != (num_patches, num_nodes):
+        raise ValueError(f"event_counts must be (P, K+1) = {(num_patches, num_nodes)}, "
+                         f"got {tuple(event_counts.shape)}")
+    counts = event_counts.to(device=device, dtype=torch.float64)
+    if bool((torch.diff(counts, dim=1) < 0).any()):
+        raise ValueError("event_counts must be cumulative (non-decreasing along K)")
+    return counts

@@ -1,0 +1,125 @@
+"""Callbacks that keep long runs safe and visible: interrupts, data epochs, image panels."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torchvision.utils import save_image
+
+from evfocus.training.visualize import refocus_panel
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Raised after Ctrl-C once the interrupt checkpoint is safely written."""
+
+
+class GracefulInterrupt(L.Callback):
+    """Ctrl-C or SIGTERM → write ``last.ckpt`` at the next batch boundary, then stop.
+
+    SIGINT is turned into a flag checked between batches (a second Ctrl-C aborts at once);
+    SIGTERM is already turned into ``SIGTERMException`` between batches by Lightning. Either
+    way the checkpoint is written from a consistent state (no half-applied optimizer step).
+    """
+
+    def __init__(self, checkpoint_path: Path) -> None:
+        self.checkpoint_path = checkpoint_path
+        self._interrupted = False
+        self._previous_handler: Any = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._interrupted:
+            raise KeyboardInterrupt
+        self._interrupted = True
+        print("\nInterrupt received: saving a checkpoint at the end of this batch (Ctrl-C again to abort).")
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self._interrupted:
+            self._save(trainer)
+            raise RunInterrupted(f"interrupted; checkpoint saved to {self.checkpoint_path}")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            self._save(trainer)
+        self._restore()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.checkpoint_path)
+        print(f"Checkpoint saved to {self.checkpoint_path} (global step {trainer.global_step}).")
+
+    def _restore(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf: the run stops and the last good checkpoint is kept untouched."""
+
+
+class DataEpoch(L.Callback):
+    """Tell the training stream which epoch (and how far into it) the trainer is, for its seeds."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        datamodule = trainer.datamodule
+        if datamodule is not None and hasattr(datamodule, "set_epoch"):
+            batches_done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+            datamodule.set_epoch(trainer.current_epoch, batches_done)
+
+
+class ImagePanels(L.Callback):
+    """Every N training steps (and on the first test batch): input | events | prediction | target."""
+
+    def __init__(self, samples_dir: Path, every_n_steps: int, num_images: int) -> None:
+        self.samples_dir = samples_dir
+        self.every_n_steps = every_n_steps
+        self.num_images = num_images
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if self.every_n_steps > 0 and step % self.every_n_steps == 0 and isinstance(outputs, dict):
+            self._write(trainer, f"train/step{step:07d}", batch, outputs["pred"])
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                          batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if batch_idx == 0 and isinstance(outputs, dict):
+            self._write(trainer, "test/panel", batch, outputs["pred"])
+
+    @torch.no_grad()
+    def _write(self, trainer: L.Trainer, name: str, batch: dict[str, torch.Tensor], pred: torch.Tensor) -> None:
+        if not trainer.is_global_zero:
+            return
+        count = min(self.num_images, pred.shape[0])
+        panel = refocus_panel(batch["image"][:count], batch["events"][:count], pred[:count], batch["target"][:count])
+        path = self.samples_dir / f"{name.replace('/', '_')}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(panel, path)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key=f"panels/{name.split('/')[0]}", images=[panel],
+                                 caption=["input | events | prediction | target"], step=trainer.global_step)
+
+
+class PeriodicLastCheckpoint(L.Callback):
+    """Refresh ``last.ckpt`` every N optimizer steps, so a crash loses at most N steps of work."""
+
+    def __init__(self, checkpoint_path: Path, every_n_steps: int) -> None:
+        self.checkpoint_path = checkpoint_path
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        step = trainer.global_step
+        if self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0:
+            trainer.save_checkpoint(self.checkpoint_path)

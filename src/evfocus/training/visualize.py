@@ -1,0 +1,22 @@
+"""Pictures for people: event maps and side-by-side panels (pure torch, no plotting library)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def event_image(events: Tensor) -> Tensor:
+    """Signed event bins (N,B,H,W) → RGB (N,3,H,W): net ON in red, net OFF in blue on white."""
+    net = events.float().sum(dim=1, keepdim=True)
+    scale = net.abs().flatten(1).quantile(0.99, dim=1).clamp_min(1.0).view(-1, 1, 1, 1)
+    level = (net / scale).clamp(-1.0, 1.0)
+    on, off = level.clamp_min(0.0), (-level).clamp_min(0.0)
+    return torch.cat([1.0 - off, 1.0 - on - off, 1.0 - on], dim=1).clamp(0.0, 1.0)
+
+
+def refocus_panel(image: Tensor, events: Tensor, pred: Tensor, target: Tensor) -> Tensor:
+    """One row per sample: input | events | prediction | target, as a (3, N·H, 4·W) image."""
+    columns = [image.float(), event_image(events), pred.float().clamp(0, 1), target.float()]
+    rows = torch.cat(columns, dim=-1)
+    return torch.cat(list(rows.cpu()), dim=-2)

@@ -1,0 +1,124 @@
+"""End-to-end: the CLI makes a run folder; resume continues; interrupts and NaNs keep checkpoints."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from evfocus.config import load_config
+from evfocus.training.run import train
+
+ROOT = Path(__file__).parents[1]
+TRAIN = ROOT / "src" / "train.py"
+
+
+def tiny_overrides(tmp_path: Path) -> list[str]:
+    """Tiny sizes for CPU tests: 48x48 sweeps of 16 frames, a width-8 net."""
+    return [
+        f"runs_dir={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}",
+        "sim.height=48", "sim.width=48", "sim.num_frames=16", "sim.max_blur_radius_px_range=[1.0,3.0]",
+        "data.crop_size=32", "data.efs_fine_bins=32", "data.num_bins=4", "data.batch_size=2",
+        "data.samples_per_sweep=2", "data.shuffle_buffer=2", "data.num_workers=0",
+        "data.train_sweeps_per_epoch=2", "data.val_sweeps=1", "data.test_sweeps=1", "data.eval_pairs_per_sweep=2",
+        "model.width=8", "model.depth=2", "optim.warmup_steps=0", "trainer.precision=32",
+        "logging.image_every_n_steps=1", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+    ]
+
+
+def run_cli(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(TRAIN), *args], capture_output=True, text=True, env=env,
+                          timeout=300, **kwargs)
+
+
+def test_cli_fast_dev_run_writes_a_run_folder(tmp_path):
+    result = run_cli(["--config", str(ROOT / "configs/quickstart.yaml"), *tiny_overrides(tmp_path),
+                      "run_name=fdr", "trainer.fast_dev_run=true"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "evfocus" / "fdr"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["stage"] == "refocus"
+    assert results["test"]["psnr"] is not None and results["baselines"]["identity"]["psnr"] is not None
+    assert results["config"]["sim"]["height"] == 48 and results["seed"] == 0
+    assert results["versions"]["torch"] == torch.__version__.split("+")[0] or results["versions"]["torch"]
+    assert (run_dir / "config.yaml").is_file()
+    assert list((run_dir / "samples").glob("*.png"))
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path):
+    result = run_cli(["--config", str(ROOT / "configs/quickstart.yaml"), "data.batch_sise=3"])
+    assert result.returncode == 2
+    assert "invalid key 'data.batch_sise'" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli(["--config", str(ROOT / "configs/quickstart.yaml"), "trainer.max_epoch=3",
+                      *tiny_overrides(tmp_path)])
+    assert result.returncode == 2 and "max_epoch" in result.stderr
+
+
+def test_print_config_shows_resolved_values():
+    result = run_cli(["--config", str(ROOT / "configs/quickstart.yaml"), "--print-config", "seed=11"])
+    assert result.returncode == 0 and "seed: 11" in result.stdout and "crop_size: 64" in result.stdout
+
+
+def test_resume_continues_step_count_and_run_folder(tmp_path):
+    overrides = [*tiny_overrides(tmp_path), "run_name=resume", "trainer.max_epochs=1", "logging.wandb.enabled=false"]
+    first, objects = train(load_config(ROOT / "configs/quickstart.yaml", overrides))
+    steps_per_epoch = first["global_step"]
+    assert steps_per_epoch > 0
+    last = objects["run_dir"] / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == steps_per_epoch
+
+    second, objects = train(load_config(ROOT / "configs/quickstart.yaml",
+                                        [*overrides, "ckpt_path=last", "trainer.max_epochs=2"]))
+    assert second["resumed_from"] == str(last)
+    assert second["global_step"] == 2 * steps_per_epoch
+    assert objects["run_dir"] == tmp_path / "runs" / "evfocus" / "resume"
+    rows = (objects["run_dir"] / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    epochs = {row.split(",")[header.index("epoch")] for row in rows[1:]}
+    assert {"0", "1"} <= epochs
+
+
+def test_sigint_saves_a_checkpoint_before_exiting(tmp_path):
+    args = ["--config", str(ROOT / "configs/quickstart.yaml"), *tiny_overrides(tmp_path), "run_name=sig",
+            "data.train_sweeps_per_epoch=400", "trainer.max_epochs=1", "logging.wandb.enabled=false",
+            "checkpoint_every_n_steps=0", "logging.image_every_n_steps=0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, str(TRAIN), *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
+    metrics = tmp_path / "runs" / "evfocus" / "sig" / "metrics.csv"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) > 3):
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output[-3000:]
+    checkpoint = tmp_path / "runs" / "evfocus" / "sig" / "checkpoints" / "last.ckpt"
+    assert checkpoint.is_file(), output[-3000:]
+    assert torch.load(checkpoint, weights_only=False)["global_step"] > 0
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    overrides = [*tiny_overrides(tmp_path), "run_name=nan", "trainer.max_epochs=1",
+                 "logging.wandb.enabled=false", "checkpoint_every_n_steps=1"]
+    from evfocus.training import refocus_module
+    from evfocus.training.callbacks import NonFiniteLossError
+
+    real_step = refocus_module.RefocusModule.training_step
+
+    def poisoned_step(self, batch, batch_idx):
+        if self.global_step >= 1:
+            batch = {**batch, "target": batch["target"] * float("nan")}
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(refocus_module.RefocusModule, "training_step", poisoned_step)
+    with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
+        train(load_config(ROOT / "configs/quickstart.yaml", overrides))
+    checkpoint = torch.load(tmp_path / "runs/evfocus/nan/checkpoints/last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 1
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
