@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -85,7 +85,7 @@ class SweepSimulator:
         cfg = self.cfg
         generator = torch.Generator().manual_seed(int(seed))
         draw = self.draw(generator)
-        scene_cfg = SceneConfig(**{**asdict(self.scene_cfg), "near_m": draw.near_m, "far_m": draw.far_m})
+        scene_cfg = replace(self.scene_cfg, near_m=draw.near_m, far_m=draw.far_m)
         scene = sample_scene(generator, cfg.height, cfg.width, scene_cfg, self.textures)
         schedule = FocusSchedule(0, draw.duration_us, draw.near_m, draw.far_m)
         times_us = torch.linspace(0, draw.duration_us, cfg.num_frames).round().to(torch.int64)
