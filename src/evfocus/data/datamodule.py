@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import signal
+
 import lightning as L
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from evfocus.data.simulated import EvalRefocusSet, SimulatedRefocusStream, build_eval_sweeps
 from evfocus.sweep import Sweep
+
+
+def ignore_sigint_in_worker(worker_id: int) -> None:
+    """Ctrl-C reaches the whole process group; workers must leave it to the trainer's checkpointing
+    handler instead of dying and turning a clean interrupt into a DataLoader crash."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class SimulatedSweepDataModule(L.LightningDataModule):
@@ -42,7 +50,7 @@ class SimulatedSweepDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         data = self.cfg.data
         return DataLoader(self.train_set, batch_size=data.batch_size, num_workers=data.num_workers,
-                          persistent_workers=data.persistent_workers and data.num_workers > 0)
+                          worker_init_fn=ignore_sigint_in_worker, persistent_workers=data.persistent_workers and data.num_workers > 0)
 
     def _eval_loader(self, split: str) -> DataLoader:
         return DataLoader(self.eval_sets[split], batch_size=self.cfg.data.batch_size, shuffle=False)

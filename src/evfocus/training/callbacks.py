@@ -15,8 +15,12 @@ from torchvision.utils import save_image
 from evfocus.training.visualize import refocus_panel
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """Raised after Ctrl-C once the interrupt checkpoint is safely written."""
+class RunInterrupted(Exception):
+    """Raised after Ctrl-C once the interrupt checkpoint is safely written.
+
+    A plain ``Exception`` on purpose: Lightning turns any ``KeyboardInterrupt`` into ``exit(1)``,
+    which would hide from the CLI that the run stopped cleanly and can be resumed.
+    """
 
 
 class GracefulInterrupt(L.Callback):
