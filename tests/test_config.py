@@ -71,7 +71,7 @@ def test_semantic_validation(override, message):
 
 
 def test_override_needs_equals_sign():
-    with pytest.raises(ConfigError, match="dotted.key=value"):
+    with pytest.raises(ConfigError, match=r"dotted\.key=value"):
         load_config(None, ["trainer.max_epochs"])
 
 

@@ -50,7 +50,8 @@ class SimulatedSweepDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         data = self.cfg.data
         return DataLoader(self.train_set, batch_size=data.batch_size, num_workers=data.num_workers,
-                          worker_init_fn=ignore_sigint_in_worker, persistent_workers=data.persistent_workers and data.num_workers > 0)
+                          worker_init_fn=ignore_sigint_in_worker,
+                          persistent_workers=data.persistent_workers and data.num_workers > 0)
 
     def _eval_loader(self, split: str) -> DataLoader:
         return DataLoader(self.eval_sets[split], batch_size=self.cfg.data.batch_size, shuffle=False)
