@@ -79,3 +79,61 @@ def test_config_is_read_only():
     cfg = load_config(None)
     with pytest.raises(Exception):  # noqa: B017 - omegaconf's ReadonlyConfigError
         cfg.seed = 3
+
+
+# ----------------------------------------------------------------------------- sim.scene mirrors SceneConfig
+def test_scene_schema_mirrors_scene_config_fields_and_defaults():
+    import dataclasses
+
+    from evfocus.config import SCENE_PER_SWEEP_FIELDS
+    from evfocus.sim.scene import SceneConfig
+
+    cfg = load_config(None)
+    expected = {f.name: f.default for f in dataclasses.fields(SceneConfig) if f.name not in SCENE_PER_SWEEP_FIELDS}
+    assert dict(cfg.sim.scene) == expected
+    assert {"min_size_fraction", "max_size_fraction", "max_feather_px"} <= set(cfg.sim.scene)
+
+
+@pytest.mark.parametrize("override, field, value", [
+    ("sim.scene.min_size_fraction=0.05", "min_size_fraction", 0.05),
+    ("sim.scene.max_size_fraction=0.3", "max_size_fraction", 0.3),
+    ("sim.scene.max_feather_px=3", "max_feather_px", 3.0),
+    ("sim.scene.slant_probability=0.0", "slant_probability", 0.0),
+    ("sim.scene.max_layers=4", "max_layers", 4),
+])
+def test_scene_keys_reach_the_simulators_scene_config(tmp_path, override, field, value):
+    from evfocus.sim.simulator import SweepSimulator
+
+    path = write(tmp_path, "exp.yaml", "sim:\n  scene:\n    min_layers: 1\n")
+    cfg = load_config(path, [override])
+    scene_cfg = SweepSimulator(cfg.sim, "train").scene_cfg
+    assert getattr(scene_cfg, field) == value
+    assert scene_cfg.min_layers == 1  # the YAML layer reaches it too
+
+
+def test_zero_occluders_is_a_valid_scene_and_simulates():
+    from evfocus.sim.simulator import SweepSimulator
+
+    cfg = load_config(None, ["sim.scene.min_layers=0", "sim.scene.max_layers=0", "sim.height=24", "sim.width=24",
+                             "sim.num_frames=4", "data.crop_size=16"])
+    simulator = SweepSimulator(cfg.sim, "train")
+    assert (simulator.scene_cfg.min_layers, simulator.scene_cfg.max_layers) == (0, 0)
+    sweep = simulator.simulate(0)
+    # background only: one depth everywhere
+    assert sweep.depth_m.shape[-2:] == (24, 24) and float(sweep.depth_m.max() - sweep.depth_m.min()) < 1e-6
+
+
+@pytest.mark.parametrize("override, message", [
+    ("sim.scene.min_layers=-1", r"sim\.scene\.min_layers must be >= 0"),
+    ("sim.scene.min_layers=7", r"sim\.scene\.max_layers=6 < min_layers=7"),
+    ("sim.scene.max_feather_px=-1", r"sim\.scene\.max_feather_px must be >= 0"),
+    ("sim.scene.max_feather_px=nan", r"sim\.scene\.max_feather_px must be finite"),
+    ("sim.scene.min_size_fraction=0.9", r"sim\.scene: need 0 < min_size_fraction <= max_size_fraction"),
+    ("sim.scene.max_size_fraction=0", r"sim\.scene: need 0 < min_size_fraction <= max_size_fraction"),
+    ("sim.scene.slant_probability=1.5", r"sim\.scene\.slant_probability must be in \[0, 1\]"),
+    ("sim.scene.near_m=1.0", r"invalid key 'sim\.scene\.near_m'"),  # drawn per sweep from sim.near_m_range
+    ("sim.scene.max_feather_px=soft", r"sim\.scene\.max_feather_px"),
+])
+def test_bad_scene_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])

@@ -312,3 +312,38 @@ def test_capture_corrupt_image_and_folders(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(CaptureError, match=r"missing sub-folder\(s\) \['blurry', 'events'\]"):
         list_captures(tmp_path / "empty")
+
+
+# ---------------------------------------------------------------------------------- Sweep.meta
+def test_capture_meta_records_source_files_polarity_and_json(tmp_path: Path) -> None:
+    meta = {**META, "image_time_us": 3, "notes": "tiny", "simulator": {"polarity": "p=1 ON"}}
+    root = make_capture(tmp_path / "cap", rgb(), meta=meta)
+    iio.imwrite(root / "aif" / "c.png", rgb(1))
+    np.save(root / "depth" / "c.npy", np.full((3, 5), 2.0, np.float32))
+    sweep = read_capture(root, "c")
+    assert sweep.meta["source"] == "capture"
+    assert (sweep.meta["root"], sweep.meta["name"]) == (str(root), "c")
+    assert sweep.meta["files"] == {
+        "image": str(root / "blurry" / "c.png"), "events": str(root / "events" / "c.npy"),
+        "meta": str(root / "meta" / "c.json"), "aif": str(root / "aif" / "c.png"),
+        "depth": str(root / "depth" / "c.npy"),
+    }
+    assert "p=1 ON" in sweep.meta["polarity"] and sweep.meta["flip_polarity"] is False
+    assert (sweep.meta["height"], sweep.meta["width"]) == (3, 5)
+    assert sweep.meta["schedule_source"] == "meta"
+    assert sweep.meta["capture_meta"] == meta
+    json.dumps(sweep.meta)  # serialisable: goes into caches and run logs
+    assert torch.equal(sweep.events.p, torch.tensor([1, -1, 1, -1], dtype=sweep.events.p.dtype))
+
+    bare = make_capture(tmp_path / "bare", rgb(), meta=None)  # no meta, no ground truth
+    schedule = FocusSchedule(0, 100, 0.3, 5.0)
+    sweep = read_capture(bare, "c", schedule=schedule)
+    assert sweep.meta["files"] == {"image": str(bare / "blurry" / "c.png"), "events": str(bare / "events" / "c.npy")}
+    assert sweep.meta["capture_meta"] is None and sweep.meta["schedule_source"] == "argument"
+
+
+def test_capture_meta_must_be_a_json_object(tmp_path: Path) -> None:
+    root = make_capture(tmp_path, rgb())
+    (root / "meta" / "c.json").write_text("[1, 2]")
+    with pytest.raises(CaptureError, match=r"c\.json: the top level must be a JSON object"):
+        read_capture(root, "c")

@@ -122,3 +122,35 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     checkpoint = torch.load(tmp_path / "runs/evfocus/nan/checkpoints/last.ckpt", weights_only=False)
     assert checkpoint["global_step"] == 1
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
+
+
+def test_metrics_csv_keeps_history_across_resume(tmp_path):
+    import csv
+
+    def read(path: Path) -> list[dict[str, str]]:
+        with path.open(newline="") as file:
+            return list(csv.DictReader(file))
+
+    def train_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+        return [row for row in rows if row.get("train/loss")]
+
+    overrides = [*tiny_overrides(tmp_path), "run_name=history", "trainer.max_epochs=1", "logging.wandb.enabled=false"]
+    first, objects = train(load_config(ROOT / "configs/quickstart.yaml", overrides))
+    metrics = objects["run_dir"] / "metrics.csv"
+    first_rows = read(metrics)
+    steps_per_epoch = first["global_step"]
+    assert {int(row["step"]) for row in train_rows(first_rows)} == set(range(steps_per_epoch))
+
+    second, _ = train(load_config(ROOT / "configs/quickstart.yaml",
+                                  [*overrides, "ckpt_path=last", "trainer.max_epochs=2"]))
+    assert second["global_step"] == 2 * steps_per_epoch
+    rows = read(metrics)
+    # the first session's rows are still there, unchanged and first (metrics.csv was rewritten on resume before)
+    assert [{k: v for k, v in row.items() if v} for row in rows[:len(first_rows)]] == \
+        [{k: v for k, v in row.items() if v} for row in first_rows]
+    assert [row["step"] for row in rows if row.get("resumed") == "1"] == [str(steps_per_epoch)]
+    # training-step rows of both epochs: steps 0..2E-1, each once, epochs 0 and 1
+    steps = [int(row["step"]) for row in train_rows(rows)]
+    assert sorted(steps) == list(range(2 * steps_per_epoch))
+    assert {row["epoch"] for row in train_rows(rows)} == {"0", "1"}
+    assert sum(1 for row in rows if row.get("val/psnr")) == 2  # one validation per epoch

@@ -10,12 +10,14 @@ the key and the file it came from. ``trainer`` is the one free-form section: it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from evfocus.sim import scene as scene_module
 
 STAGES = ("refocus", "merge", "joint", "baseline")
 
@@ -25,11 +27,30 @@ class ConfigError(ValueError):
 
 
 # ----------------------------------------------------------------------------- schema
-@dataclass
-class SceneConfig:
-    min_layers: int = 2
-    max_layers: int = 6
-    slant_probability: float = 0.3
+# ``sim.scene`` mirrors ``evfocus.sim.scene.SceneConfig`` (the one place that holds the fields, their
+# defaults, units and checks): every field of it except ``near_m``/``far_m``, which each sweep draws from
+# ``sim.near_m_range``/``sim.far_m_range``. ``min_layers``/``max_layers`` count the *occluding* layers
+# drawn on top of the always-present opaque background (which is not counted), so 0 is valid: a sweep
+# of the background alone. ``validate`` runs SceneConfig's own checks and names the failing key.
+SCENE_PER_SWEEP_FIELDS = ("near_m", "far_m")
+
+
+def _scene_schema() -> type:
+    hints = get_type_hints(scene_module.SceneConfig)
+    schema = make_dataclass(
+        "SceneConfig",
+        [(f.name, hints[f.name], field(default=f.default))
+         for f in fields(scene_module.SceneConfig) if f.name not in SCENE_PER_SWEEP_FIELDS],
+    )
+    schema.__module__ = __name__
+    schema.__doc__ = (
+        "sim.scene: random layered scenes; fields and defaults of evfocus.sim.scene.SceneConfig except "
+        "near_m/far_m (drawn per sweep). min_layers/max_layers count occluders; the background is excluded."
+    )
+    return schema
+
+
+SceneConfig = _scene_schema()
 
 
 @dataclass
@@ -133,6 +154,54 @@ class EvalConfig:
 
 
 @dataclass
+class MergeModelConfig:
+    """EvMergeNet size (stages merge and joint); width 47, depth 3 is the reference's budget."""
+
+    width: int = 16
+    depth: int = 3
+    norm: str = "group"
+
+
+@dataclass
+class SearchSettings:
+    """Golden-section focus search (pipeline/search.py); tolerances scale with each sweep."""
+
+    grid_size: int = 8
+    margin_px: int = 8
+    domain: str = "time"
+    sharpness: str = "variance"
+    tolerance_fraction: float = 0.015625  # time domain: bracket tolerance as a fraction of the sweep
+    tolerance_events: float = 1000.0  # event domain: bracket tolerance in events of the patch
+    max_iters: int = 30
+    min_events_per_px: float = 0.5  # patches with fewer events keep the input frame
+
+
+@dataclass
+class PipelineSettings:
+    """Search → stack → merge at evaluation and in src/aif.py."""
+
+    search: SearchSettings = field(default_factory=SearchSettings)
+    max_slices: int = 8
+    merge_window_fraction: float = 0.015625  # merge events: ± this fraction of the sweep per slice
+    slices_per_batch: int = 8
+    tile_px: int | None = None
+    eval_sweeps: int | None = None  # AIF-evaluate the first N test sweeps only (None: all)
+
+
+@dataclass
+class StackConfig:
+    """Focal-stack training (stages merge and joint)."""
+
+    max_slices: int = 6
+    oracle_grid: int = 4  # oracle slices: in-focus times of a grid over each crop's true depth
+    teacher_forcing: bool = False  # merge: ground-truth frames as the stack instead of refocused ones
+    slice_source: str = "oracle"  # joint: "search" runs the focus search on every crop
+    refocus_loss_weight: float = 0.5  # joint: keep refocusing honest at the oracle slices
+    refocus_ckpt: str | None = None  # refocus-stage checkpoint or run folder (merge, joint)
+    merge_ckpt: str | None = None  # merge-stage checkpoint or run folder (joint)
+
+
+@dataclass
 class ExperimentConfig:
     stage: str = "refocus"
     seed: int = 0
@@ -146,6 +215,9 @@ class ExperimentConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    merge_model: MergeModelConfig = field(default_factory=MergeModelConfig)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    stack: StackConfig = field(default_factory=StackConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -163,6 +235,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.scheduler": ("cosine", "step", "none"),
     "logging.wandb.mode": ("offline", "online", "disabled"),
     "eval.lpips": ("auto", "on", "off"),
+    "merge_model.norm": ("group", "batch", "none"),
+    "pipeline.search.domain": ("time", "events"),
+    "pipeline.search.sharpness": ("variance", "gradient"),
+    "stack.slice_source": ("oracle", "search"),
 }
 
 RANGES = (
@@ -174,6 +250,9 @@ POSITIVE = (
     "sim.height", "sim.width", "data.crop_size", "data.num_bins", "data.efs_fine_bins",
     "data.samples_per_sweep", "data.batch_size", "data.train_sweeps_per_epoch", "data.val_sweeps",
     "data.test_sweeps", "data.eval_pairs_per_sweep", "model.width", "model.depth", "optim.lr",
+    "merge_model.width", "merge_model.depth", "pipeline.search.grid_size", "pipeline.search.tolerance_fraction",
+    "pipeline.search.tolerance_events", "pipeline.search.max_iters", "pipeline.max_slices",
+    "pipeline.merge_window_fraction", "pipeline.slices_per_batch", "stack.max_slices", "stack.oracle_grid",
 )
 
 
@@ -259,13 +338,20 @@ def validate(cfg: DictConfig) -> None:
             f"data.crop_size={cfg.data.crop_size} is larger than the simulated image "
             f"{cfg.sim.height}x{cfg.sim.width} (sim.height x sim.width)"
         )
-    if cfg.sim.scene.min_layers > cfg.sim.scene.max_layers or cfg.sim.scene.min_layers < 1:
-        raise ConfigError(
-            f"sim.scene: need 1 <= min_layers <= max_layers, got {cfg.sim.scene.min_layers}, "
-            f"{cfg.sim.scene.max_layers}"
-        )
+    try:
+        scene_config(cfg.sim)
+    except scene_module.SceneConfigError as error:  # SceneConfig's own message, with the config key
+        message = str(error).replace("SceneConfig.", "sim.scene.").replace("SceneConfig:", "sim.scene:")
+        raise ConfigError(message) from None
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers: must be >= 0, got {cfg.data.num_workers}")
+
+
+def scene_config(sim_cfg: Any) -> scene_module.SceneConfig:
+    """The ``SceneConfig`` for the ``sim`` section; ``near_m``/``far_m`` keep placeholders until a sweep's draw."""
+    values = {f.name: getattr(sim_cfg.scene, f.name) for f in fields(scene_module.SceneConfig)
+              if f.name not in SCENE_PER_SWEEP_FIELDS}
+    return scene_module.SceneConfig(**values)
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

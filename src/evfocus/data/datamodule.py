@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 import lightning as L
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from evfocus.data.simulated import EvalRefocusSet, SimulatedRefocusStream, build_eval_sweeps
 from evfocus.sweep import Sweep
@@ -18,8 +19,29 @@ def ignore_sigint_in_worker(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _single(batch: list[Any]) -> Any:
+    """Whole sweeps go one at a time, uncollated: the pipeline takes a ``Sweep``."""
+    return batch[0]
+
+
+class _SweepList(Dataset):
+    def __init__(self, sweeps: list[Sweep]) -> None:
+        self.sweeps = sweeps
+
+    def __len__(self) -> int:
+        return len(self.sweeps)
+
+    def __getitem__(self, index: int) -> Sweep:
+        return self.sweeps[index]
+
+
 class SimulatedSweepDataModule(L.LightningDataModule):
-    """Streams freshly simulated refocus samples; validates/tests on cached held-out sweeps."""
+    """Streams freshly simulated samples; validates/tests on cached held-out sweeps.
+
+    Training samples are refocus pairs (stage ``refocus``) or focal-stack crops (``merge``,
+    ``joint``). Validation: refocus pairs for the refocus stage, whole sweeps through the AIF
+    pipeline for the others. Test, every stage: [refocus pairs, whole sweeps].
+    """
 
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__()
@@ -36,7 +58,8 @@ class SimulatedSweepDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         world_size = self.trainer.world_size if self.trainer is not None else 1
         if stage in ("fit", None) and self.train_set is None:
-            self.train_set = SimulatedRefocusStream(self.cfg, self.cfg.seed, world_size)
+            kind = "refocus" if self.cfg.stage == "refocus" else "stack"
+            self.train_set = SimulatedRefocusStream(self.cfg, self.cfg.seed, world_size, kind=kind)
         splits = {"fit": ("val",), "validate": ("val",), "test": ("test",), None: ("val", "test")}
         for split in splits.get(stage, ()):
             if split not in self.eval_sets:
@@ -56,8 +79,14 @@ class SimulatedSweepDataModule(L.LightningDataModule):
     def _eval_loader(self, split: str) -> DataLoader:
         return DataLoader(self.eval_sets[split], batch_size=self.cfg.data.batch_size, shuffle=False)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
+    def _sweep_loader(self, split: str, limit: int | None = None) -> DataLoader:
+        sweeps = self.eval_sweeps[split][:limit]
+        return DataLoader(_SweepList(sweeps), batch_size=1, shuffle=False, collate_fn=_single)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
+    def val_dataloader(self) -> DataLoader:
+        if self.cfg.stage == "refocus":
+            return self._eval_loader("val")
+        return self._sweep_loader("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._eval_loader("test"), self._sweep_loader("test", self.cfg.pipeline.eval_sweeps)]

@@ -53,7 +53,7 @@ def refocus_samples(
                                       num_fine_bins)
     samples = []
     for i0, i1 in pairs:
-        window = _crop_window(generator, sweep.height, sweep.width, crop_size)
+        window = crop_window(generator, sweep.height, sweep.width, crop_size)
         top, left, height, width = window
         t0_us, t_us = sweep.frame_times_us[slot[i0]], sweep.frame_times_us[slot[i1]]
         events = efs.segments(t0_us.view(1).double(), t_us.view(1).double(), num_bins, window=window)[0]
@@ -67,12 +67,12 @@ def refocus_samples(
             "t_us": t_us.to(torch.float64),
         }
         if flip:
-            sample = _random_flip(sample, generator)
+            sample = random_flip(sample, generator)
         samples.append(sample)
     return samples
 
 
-def _crop_window(generator: torch.Generator, height: int, width: int, size: int | None) -> tuple[int, int, int, int]:
+def crop_window(generator: torch.Generator, height: int, width: int, size: int | None) -> tuple[int, int, int, int]:
     if size is None:
         return (0, 0, height, width)
     top = int(torch.randint(0, height - size + 1, (), generator=generator))
@@ -80,8 +80,9 @@ def _crop_window(generator: torch.Generator, height: int, width: int, size: int 
     return (top, left, size, size)
 
 
-def _random_flip(sample: Sample, generator: torch.Generator) -> Sample:
+def random_flip(sample: Sample, generator: torch.Generator) -> Sample:
+    """Flip every spatial tensor (ndim >= 3) of a sample the same way; scalars and vectors pass."""
     dims = [d for d in (-1, -2) if float(torch.rand((), generator=generator)) < 0.5]
     if not dims:
         return sample
-    return {k: (v.flip(dims) if v.ndim == 3 else v) for k, v in sample.items()}
+    return {k: (v.flip(dims) if v.ndim >= 3 else v) for k, v in sample.items()}

@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from evfocus.data.samples import Sample, random_pairs, refocus_samples
+from evfocus.data.stack_samples import stack_samples, sweep_oracle_frames
 from evfocus.data.sweep_cache import load_sweeps, save_sweeps
 from evfocus.sim.simulator import SweepSimulator
 from evfocus.sweep import Sweep
@@ -40,14 +41,19 @@ def _rank_and_world() -> tuple[int, int]:
 
 
 class SimulatedRefocusStream(IterableDataset):
-    """Refocus samples from freshly simulated sweeps, shuffled through a small buffer.
+    """Training samples from freshly simulated sweeps, shuffled through a small buffer.
+
+    ``kind="refocus"``: (frame, events t0→t, frame at t) pairs; ``kind="stack"``: focal-stack crops
+    for the merge and joint stages (``stack_samples``).
 
     ``len()`` is the exact number of samples one rank yields per epoch (rounded up per worker to
     whole batches), so progress bars and schedulers know the epoch length.
     """
 
-    def __init__(self, cfg: DictConfig, seed: int, world_size: int = 1) -> None:
+    def __init__(self, cfg: DictConfig, seed: int, world_size: int = 1,
+                 kind: Literal["refocus", "stack"] = "refocus") -> None:
         self.cfg = cfg
+        self.kind = kind
         self.seed = seed
         self.world_size = world_size
         self.num_workers = max(1, cfg.data.num_workers)
@@ -90,6 +96,11 @@ class SimulatedRefocusStream(IterableDataset):
 
     def _sweep_samples(self, sweep_seed: int, generator: torch.Generator) -> list[Sample]:
         data = self.cfg.data
+        if self.kind == "stack":
+            sweep = self.simulator.simulate(sweep_seed, sweep_oracle_frames)
+            return stack_samples(sweep, data.samples_per_sweep, data.efs_fine_bins, generator,
+                                 self.cfg.stack.max_slices, self.cfg.stack.oracle_grid, crop_size=data.crop_size,
+                                 flip=data.flip)
         pairs = random_pairs(generator, self.cfg.sim.num_frames, data.samples_per_sweep)
         sweep = self.simulator.simulate(sweep_seed, [i for pair in pairs for i in pair])
         return refocus_samples(sweep, pairs, data.num_bins, data.efs_fine_bins, self.cfg.sim.image_noise_std,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import h5py
 import imageio.v3 as iio
@@ -23,6 +24,7 @@ from evfocus.sweep import Sweep
 PathLike = str | Path
 H5_KEYS = ("events/ts", "events/xs", "events/ys", "events/ps")
 LINEAR_IN_DIOPTERS = "linear_in_diopters"
+CAPTURE_POLARITY = "p=1 ON (brightness increase) -> +1, p=0 OFF -> -1; +/-1 taken as signed; not flipped"
 
 
 class EventFileError(ValueError):
@@ -259,12 +261,14 @@ def _meta_int(meta: dict, key: str, path: Path) -> int:
     return int(value)
 
 
-def _read_meta(path: Path, image_path: Path, height: int, width: int) -> tuple[FocusSchedule, int]:
-    """``meta/<name>.json`` → (schedule, image_time_us), checked against the image size."""
+def _read_meta(path: Path, image_path: Path, height: int, width: int) -> tuple[FocusSchedule, int, dict[str, Any]]:
+    """``meta/<name>.json`` → (schedule, image_time_us, the parsed JSON), checked against the image size."""
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CaptureError(f"{path}: not valid JSON: {error}") from error
+    if not isinstance(meta, dict):
+        raise CaptureError(f"{path}: the top level must be a JSON object, got {type(meta).__name__}")
     required = ("sweep_start_us", "sweep_end_us", "focus_start_m", "focus_end_m", "focus_schedule",
                 "image_time_us")
     missing = [key for key in required if key not in meta]
@@ -281,7 +285,7 @@ def _read_meta(path: Path, image_path: Path, height: int, width: int) -> tuple[F
         schedule = FocusSchedule(start_us, end_us, float(meta["focus_start_m"]), float(meta["focus_end_m"]))
     except (OpticsError, TypeError, ValueError) as error:
         raise CaptureError(f"{path}: bad sweep schedule: {error}") from error
-    return schedule, _meta_int(meta, "image_time_us", path)
+    return schedule, _meta_int(meta, "image_time_us", path), meta
 
 
 def read_capture(root: PathLike, name: str, schedule: FocusSchedule | None = None) -> Sweep:
@@ -292,14 +296,25 @@ def read_capture(root: PathLike, name: str, schedule: FocusSchedule | None = Non
     ``meta/<name>.json``. The schedule comes from ``schedule`` if given (it wins over meta),
     else from meta; the frame time from meta, else the sweep start (where the reference layout
     captures the blurry frame). Without meta and without ``schedule`` this raises.
+
+    ``Sweep.meta`` records where the sweep came from (all JSON-serialisable): ``source``
+    (``"capture"``), ``root``, ``name``, ``files`` (role → path of every file read: ``image``,
+    ``events`` and, when present, ``meta``, ``aif``, ``depth``), ``polarity`` (the convention
+    assumed), ``flip_polarity`` (False), ``height``/``width`` (the sensor = image size),
+    ``schedule_source`` (``"meta"`` or ``"argument"``) and ``capture_meta``: the parsed
+    ``meta/<name>.json``, or None without one.
     """
     root = Path(root)
     image_path, events_path = root / "blurry" / f"{name}.png", root / "events" / f"{name}.npy"
     meta_path = root / "meta" / f"{name}.json"
     image = _read_image(image_path)
     height, width = image.shape[-2:]
+    files = {"image": str(image_path), "events": str(events_path)}
+    capture_meta: dict[str, Any] | None = None
+    schedule_source = "argument" if schedule is not None else "meta"
     if meta_path.is_file():
-        meta_schedule, image_time_us = _read_meta(meta_path, image_path, height, width)
+        meta_schedule, image_time_us, capture_meta = _read_meta(meta_path, image_path, height, width)
+        files["meta"] = str(meta_path)
         schedule = meta_schedule if schedule is None else schedule
     elif schedule is None:
         raise CaptureError(f"{meta_path}: not found; without meta, pass read_capture(..., schedule=...)")
@@ -313,5 +328,12 @@ def read_capture(root: PathLike, name: str, schedule: FocusSchedule | None = Non
     if aif is not None and aif.shape != image.shape:
         raise CaptureError(f"{aif_path} is {tuple(aif.shape)} but {image_path} is {tuple(image.shape)}")
     depth_m = _read_depth(depth_path, height, width) if depth_path.is_file() else None
+    if aif is not None:
+        files["aif"] = str(aif_path)
+    if depth_m is not None:
+        files["depth"] = str(depth_path)
+    meta = {"source": "capture", "root": str(root), "name": name, "files": files,
+            "polarity": CAPTURE_POLARITY, "flip_polarity": False, "height": int(height), "width": int(width),
+            "schedule_source": schedule_source, "capture_meta": capture_meta}
     return Sweep(name=name, image=image, image_time_us=image_time_us, events=events, schedule=schedule,
-                 aif=aif, depth_m=depth_m)
+                 aif=aif, depth_m=depth_m, meta=meta)

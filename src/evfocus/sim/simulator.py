@@ -8,13 +8,14 @@ conventional frame at the sweep start, which keeps a 120-frame sweep cheap.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from evfocus.config import scene_config
 from evfocus.events.stream import EventStream
 from evfocus.optics import FocusSchedule
 from evfocus.sim.dvs import IdealParams, sample_voltmeter_params, simulate_ideal, simulate_voltmeter
@@ -22,6 +23,8 @@ from evfocus.sim.render import render_all_in_focus, render_depth, render_focal_f
 from evfocus.sim.scene import SceneConfig, sample_scene
 from evfocus.sim.textures import TextureBank
 from evfocus.sweep import Sweep
+
+FramePicker = Callable[[Tensor, FocusSchedule, Tensor], Sequence[int]]
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,7 @@ class SweepSimulator:
         self.cfg = sim_cfg
         self.split = split
         self.textures = TextureBank(split)
-        self.scene_cfg = SceneConfig(
-            min_layers=sim_cfg.scene.min_layers,
-            max_layers=sim_cfg.scene.max_layers,
-            slant_probability=sim_cfg.scene.slant_probability,
-        )
+        self.scene_cfg: SceneConfig = scene_config(sim_cfg)  # every sim.scene key; near/far are per sweep
 
     def draw(self, generator: torch.Generator) -> SweepDraw:
         cfg = self.cfg
@@ -80,8 +79,12 @@ class SweepSimulator:
             event_response=response,
         )
 
-    def simulate(self, seed: int, frame_indices: Sequence[int] = ()) -> Sweep:
-        """Simulate sweep ``seed``; ``frames`` holds clean RGB targets at ``frame_indices``."""
+    def simulate(self, seed: int, frame_indices: Sequence[int] | FramePicker = ()) -> Sweep:
+        """Simulate sweep ``seed``; ``frames`` holds clean RGB targets at ``frame_indices``.
+
+        ``frame_indices`` may be a function of (depth_m, schedule, frame_times_us) — e.g. the frames
+        where the scene's layers are in focus — called once the scene is drawn, before any rendering.
+        """
         cfg = self.cfg
         generator = torch.Generator().manual_seed(int(seed))
         draw = self.draw(generator)
@@ -94,6 +97,9 @@ class SweepSimulator:
         luma = render_focal_frames(scene, focus_diopter, draw.blur_px_per_diopter, channels="luma")[:, 0]
         events = self._events(luma, times_us, draw, generator)
 
+        depth_m = render_depth(scene)
+        if callable(frame_indices):
+            frame_indices = frame_indices(depth_m, schedule, times_us)
         wanted = sorted({0, *(int(i) for i in frame_indices)})
         if wanted[-1] >= cfg.num_frames or wanted[0] < 0:
             raise ValueError(f"frame index out of range: sweep has {cfg.num_frames} frames, asked for {wanted}")
@@ -106,7 +112,7 @@ class SweepSimulator:
             events=events,
             schedule=schedule,
             aif=srgb_encode(render_all_in_focus(scene)),
-            depth_m=render_depth(scene),
+            depth_m=depth_m,
             frames=rgb,
             frame_times_us=times_us[wanted],
             meta={"seed": int(seed), "split": self.split, "frame_indices": wanted,

@@ -93,27 +93,36 @@ class ImagePanels(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
-        if self.every_n_steps > 0 and step % self.every_n_steps == 0 and isinstance(outputs, dict):
+        if self.every_n_steps > 0 and step % self.every_n_steps == 0 and isinstance(outputs, dict) \
+                and "pred" in outputs:
             self._write(trainer, f"train/step{step:07d}", batch, outputs["pred"])
 
     def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                           batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if batch_idx == 0 and isinstance(outputs, dict):
+        if not isinstance(outputs, dict):
+            return
+        if "panel" in outputs and batch_idx < self.num_images:
+            self._save(trainer, f"test/aif_{batch_idx:02d}", outputs["panel"],
+                       "input | all-in-focus | ground truth | depth | slice index")
+        elif "pred" in outputs and batch_idx == 0:
             self._write(trainer, "test/panel", batch, outputs["pred"])
 
     @torch.no_grad()
     def _write(self, trainer: L.Trainer, name: str, batch: dict[str, torch.Tensor], pred: torch.Tensor) -> None:
-        if not trainer.is_global_zero:
-            return
         count = min(self.num_images, pred.shape[0])
         panel = refocus_panel(batch["image"][:count], batch["events"][:count], pred[:count], batch["target"][:count])
+        self._save(trainer, name, panel, "input | events | prediction | target")
+
+    def _save(self, trainer: L.Trainer, name: str, panel: torch.Tensor, caption: str) -> None:
+        if not trainer.is_global_zero:
+            return
         path = self.samples_dir / f"{name.replace('/', '_')}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(panel, path)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image(key=f"panels/{name.split('/')[0]}", images=[panel],
-                                 caption=["input | events | prediction | target"], step=trainer.global_step)
+                logger.log_image(key=f"panels/{name.split('/')[0]}", images=[panel], caption=[caption],
+                                 step=trainer.global_step)
 
 
 class PeriodicLastCheckpoint(L.Callback):

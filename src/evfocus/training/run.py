@@ -17,11 +17,12 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from evfocus.config import ConfigError, to_container
 from evfocus.training.callbacks import DataEpoch, GracefulInterrupt, ImagePanels, PeriodicLastCheckpoint
+from evfocus.training.csv_history import HistoryCSVLogger
 from evfocus.training.provenance import device_description, package_versions
 from evfocus.training.stages import build_stage
 
@@ -89,6 +90,13 @@ def _metric_group(metrics: dict[str, Any], prefix: str) -> dict[str, float | Non
     return {k: (float(v) if v is not None else None) for k, v in group.items()}
 
 
+def _baselines(stage: str, refocus: dict[str, Any], aif: dict[str, Any]) -> dict[str, Any]:
+    """What the headline figures are compared with, measured on the same test data."""
+    if stage == "refocus":
+        return {"identity": refocus["identity"]}
+    return {name: value for name, value in aif.get("aif", {}).items() if name != "pipeline"}
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit, test and record one run; returns (results, {"trainer", "module", "datamodule", "run_dir"})."""
     started = time.time()
@@ -101,7 +109,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     module, datamodule = build_stage(cfg)
     checkpoints = run_dir / "checkpoints"
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    loggers: list[Logger] = [HistoryCSVLogger(run_dir, resume_from=resume_from)]  # keeps metrics.csv on resume
     wandb_logger = _wandb_logger(cfg, run_dir, run_dir.name)
     if wandb_logger is not None:
         loggers.append(wandb_logger)
@@ -122,11 +130,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     trainer.test(module, datamodule=datamodule, ckpt_path=best_path, weights_only=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
+    aif = getattr(module, "aif_summary", None) or {}
+    refocus = {"model": _metric_group(metrics, "test/refocus"),
+               "identity": _metric_group(metrics, "test/refocus_identity")}
     results = {
         "stage": cfg.stage,
         "run_dir": str(run_dir),
-        "test": _metric_group(metrics, "test"),
-        "baselines": {"identity": _metric_group(metrics, "test/identity")},
+        # the stage's headline figures: refocus pairs for the refocus stage, the AIF task otherwise
+        "test": refocus["model"] if cfg.stage == "refocus" else aif.get("aif", {}).get("pipeline"),
+        "baselines": _baselines(cfg.stage, refocus, aif),
+        "refocus": refocus,
+        "aif": aif,
         "test_checkpoint": best_path or "final weights (no best checkpoint was saved)",
         "resumed_from": resume_from,
         "global_step": trainer.global_step,

@@ -9,15 +9,28 @@ from omegaconf import DictConfig
 
 from evfocus.config import ConfigError, to_container
 from evfocus.data.datamodule import SimulatedSweepDataModule
+from evfocus.training.checkpoints import CheckpointError
 from evfocus.training.refocus_module import RefocusModule
+from evfocus.training.stack_module import StackModule
 
 
 def _refocus(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
     return RefocusModule(to_container(cfg)), SimulatedSweepDataModule(cfg)
 
 
+def _stack(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
+    try:
+        # a resumed run restores every weight from its own checkpoint: skip the stage initialisation
+        module = StackModule(to_container(cfg), load_init_weights=cfg.ckpt_path is None)
+    except CheckpointError as error:
+        raise ConfigError(f"stack: {error}") from None
+    return module, SimulatedSweepDataModule(cfg)
+
+
 STAGE_BUILDERS: dict[str, Callable[[DictConfig], tuple[L.LightningModule, L.LightningDataModule]]] = {
     "refocus": _refocus,
+    "merge": _stack,
+    "joint": _stack,
 }
 
 

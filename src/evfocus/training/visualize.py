@@ -1,7 +1,9 @@
-"""Pictures for people: event maps and side-by-side panels (pure torch, no plotting library)."""
+"""Pictures for people: event maps, colour-mapped depth and side-by-side panels (torch + matplotlib LUTs)."""
 
 from __future__ import annotations
 
+import matplotlib
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -20,3 +22,10 @@ def refocus_panel(image: Tensor, events: Tensor, pred: Tensor, target: Tensor) -
     columns = [image.float(), event_image(events), pred.float().clamp(0, 1), target.float()]
     rows = torch.cat(columns, dim=-1)
     return torch.cat(list(rows.cpu()), dim=-2)
+
+
+def colour_map(values: Tensor, name: str = "turbo") -> Tensor:
+    """(1, H, W) values in [0, 1] (clamped) → (3, H, W) RGB through a matplotlib colour map."""
+    lut = torch.tensor(matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3], dtype=torch.float32)
+    index = (values.float().clamp(0.0, 1.0) * 255).round().long()[0]
+    return lut.to(values.device)[index].permute(2, 0, 1)

@@ -1,0 +1,260 @@
+"""Search → focal stack → merge: one sweep in, an all-in-focus image and a depth map out.
+
+The steps of ARCHITECTURE.md (method 2–3) as plain functions over tensors, so the test step of
+every training stage, ``src/aif.py`` and the benchmarks run the very same code:
+
+1. ``focus_search`` finds each patch's sharpest moment (batched golden section).
+2. ``cluster_times`` folds the N×N found times into at most ``max_slices`` distinct slice times
+   (the reference refocuses once per patch, duplicates included: 64 full-image passes).
+3. ``refocus_stack`` refocuses the whole frame at every slice time (batched, tiled when large).
+4. ``merge_events`` cuts the events of a window around each slice time for the merge net.
+5. A merge (EvMergeNet, or the Sobel-energy reference) weights the slices per pixel.
+
+``mode="reference"`` keeps the reference's costs for benchmarking: sequential search probing both
+interior points, one slice per patch (no clustering) and one full-image refocus call per slice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from evfocus.events.voxel import EventFocalStack
+from evfocus.models.merge import MergeOutput, gradient_energy_merge
+from evfocus.pipeline.depth import patch_depth_map, weighted_depth_map
+from evfocus.pipeline.search import RefocusFn, SearchConfig, SearchResult, focus_search, patch_event_counts
+from evfocus.sweep import Sweep
+
+MergeFn = Callable[[Tensor, Tensor], MergeOutput]  # (stack (N,S,C,H,W), events (N,S,B,H,W)) → output
+PipelineMode = Literal["batched", "reference"]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the pipeline needs besides the nets.
+
+    ``merge_window_fraction``: the merge net sees the events within ± this fraction of the sweep
+    around each slice time (the reference uses ±sweep/64). ``tile_px``: full-image nets run on
+    overlapping tiles of at most this size (``None``: whole image at once).
+    """
+
+    search: SearchConfig
+    efs_fine_bins: int = 256
+    max_slices: int = 8
+    merge_num_bins: int | None = None  # None: the search's num_bins
+    merge_window_fraction: float = 1.0 / 64.0
+    slices_per_batch: int = 8
+    tile_px: int | None = None
+    tile_overlap_px: int = 16
+    mode: PipelineMode = "batched"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("batched", "reference"):
+            raise ValueError(f"mode must be 'batched' or 'reference', got {self.mode!r}")
+        for name in ("efs_fine_bins", "max_slices", "slices_per_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.merge_window_fraction <= 0.5:
+            raise ValueError(f"merge_window_fraction must be in (0, 0.5], got {self.merge_window_fraction}")
+        if self.tile_px is not None and self.tile_px <= 2 * self.tile_overlap_px:
+            raise ValueError(f"tile_px={self.tile_px} must exceed twice tile_overlap_px={self.tile_overlap_px}")
+
+    @property
+    def merge_bins(self) -> int:
+        return self.merge_num_bins or self.search.num_bins
+
+
+@dataclass
+class AIFResult:
+    """One sweep's outputs; tensors on the pipeline's device, images (C,H,W) in [0, 1]."""
+
+    aif: Tensor  # (C, H, W)
+    depth_m: Tensor  # (1, H, W): per pixel, from the merge weights
+    patch_depth_m: Tensor  # (1, H, W): per patch, from the search alone
+    slice_times_us: Tensor  # (S,) float64, ascending
+    weights: Tensor  # (S, H, W), sum to 1 per pixel
+    stack: Tensor  # (S, C, H, W): the frame refocused at each slice time
+    search: SearchResult
+    seconds: dict[str, float] = field(default_factory=dict)
+    num_refocus_calls: int = 0
+
+    @property
+    def slice_index(self) -> Tensor:
+        """(H, W) int64: the slice with the largest weight at each pixel."""
+        return self.weights.argmax(dim=0)
+
+
+def cluster_times(times_us: Tensor, max_slices: int, min_separation_us: float) -> Tensor:
+    """Distinct slice times (S,) ascending, S ≤ ``max_slices``, from the found patch times.
+
+    Times closer than ``min_separation_us`` (the search tolerance: the search cannot tell them
+    apart) merge into their mean; if more clusters remain than ``max_slices``, a 1-D k-means
+    started at evenly spaced quantiles folds them into ``max_slices`` (weighted by patch count).
+    """
+    if max_slices < 1:
+        raise ValueError(f"max_slices must be >= 1, got {max_slices}")
+    values = times_us.flatten().to(torch.float64).sort().values
+    if values.numel() == 0:
+        raise ValueError("no patch times to cluster")
+    breaks = torch.diff(values) > min_separation_us
+    cluster = torch.cat([values.new_zeros(1, dtype=torch.int64), breaks.cumsum(0)])
+    count = int(cluster[-1]) + 1
+    centres = torch.zeros(count, dtype=torch.float64, device=values.device).index_add_(0, cluster, values)
+    sizes = torch.bincount(cluster, minlength=count).to(torch.float64)
+    centres = centres / sizes
+    if count <= max_slices:
+        return centres
+    quantiles = torch.linspace(0, 1, max_slices, dtype=torch.float64, device=values.device)
+    means = torch.quantile(values, quantiles)
+    for _ in range(50):
+        nearest = (centres[:, None] - means[None]).abs().argmin(dim=1)
+        weight = torch.zeros_like(means).index_add_(0, nearest, sizes)
+        total = torch.zeros_like(means).index_add_(0, nearest, centres * sizes)
+        updated = torch.where(weight > 0, total / weight.clamp_min(1e-12), means)
+        if torch.equal(updated, means):
+            break
+        means = updated
+    return means[torch.bincount(nearest, minlength=max_slices) > 0].sort().values
+
+
+def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    step = tile - 2 * overlap
+    starts = [*range(0, size - tile, step), size - tile]
+    return sorted(set(starts))
+
+
+def run_tiled(fn: Callable[..., Tensor], inputs: list[Tensor], tile_px: int | None, overlap_px: int) -> Tensor:
+    """Apply a fully convolutional ``fn`` over overlapping spatial tiles of ``inputs`` (…, H, W).
+
+    Each tile keeps only its centre (``overlap_px`` trimmed where a neighbour covers it), so the
+    seams see the same context a whole-image pass would, up to ``overlap_px``.
+    """
+    height, width = inputs[0].shape[-2:]
+    if tile_px is None or (height <= tile_px and width <= tile_px):
+        return fn(*inputs)
+    output: Tensor | None = None
+    rows, cols = _tile_starts(height, tile_px, overlap_px), _tile_starts(width, tile_px, overlap_px)
+    for top in rows:
+        for left in cols:
+            crops = [x[..., top:top + tile_px, left:left + tile_px] for x in inputs]
+            result = fn(*crops)
+            if output is None:
+                output = result.new_zeros((*result.shape[:-2], height, width))
+            keep_top = 0 if top == 0 else overlap_px
+            keep_left = 0 if left == 0 else overlap_px
+            output[..., top + keep_top:top + result.shape[-2], left + keep_left:left + result.shape[-1]] = \
+                result[..., keep_top:, keep_left:]
+    return output
+
+
+def refocus_stack(refocus: RefocusFn, image: Tensor, image_time_us: float, focal_stack: EventFocalStack,
+                  times_us: Tensor, num_bins: int, slices_per_batch: int = 8, tile_px: int | None = None,
+                  tile_overlap_px: int = 16) -> tuple[Tensor, int]:
+    """The frame (C,H,W) refocused at every time in ``times_us`` (S,) → ((S,C,H,W), refocus calls)."""
+    slices, calls = [], 0
+    for chunk in times_us.split(slices_per_batch):
+        t0 = torch.full_like(chunk, float(image_time_us), dtype=torch.float64)
+        events = focal_stack.segments(t0, chunk.to(torch.float64), num_bins)
+        images = image[None].expand(len(chunk), *image.shape)
+        slices.append(run_tiled(refocus, [images, events], tile_px, tile_overlap_px))
+        calls += 1
+    return torch.cat(slices), calls
+
+
+def merge_events(focal_stack: EventFocalStack, times_us: Tensor, window_us: float, num_bins: int) -> Tensor:
+    """The events within ± ``window_us`` of each slice time (clipped to the sweep): (S, B, H, W)."""
+    times = times_us.to(torch.float64)
+    start = (times - window_us).clamp(focal_stack.t_start_us, focal_stack.t_end_us)
+    end = (times + window_us).clamp(focal_stack.t_start_us, focal_stack.t_end_us)
+    return focal_stack.segments(start, end, num_bins)
+
+
+class AIFPipeline:
+    """Sweep → ``AIFResult`` with a refocus function and a merge function (None: Sobel-energy merge).
+
+    Networks are used as given (call ``.eval()`` first); the pipeline runs without gradients.
+    """
+
+    def __init__(self, refocus: RefocusFn, merge: MergeFn | None, config: PipelineConfig) -> None:
+        self.refocus = refocus
+        self.merge = merge
+        self.config = config
+
+    @torch.no_grad()
+    def __call__(self, sweep: Sweep, device: torch.device | str | None = None) -> AIFResult:
+        cfg = self.config
+        device = torch.device(device) if device is not None else sweep.image.device
+        seconds: dict[str, float] = {}
+        started = time.perf_counter()
+        schedule = sweep.schedule
+        events = sweep.events.to(device)
+        image = sweep.image.to(device)
+        focal_stack = EventFocalStack.from_events(events, schedule.t_start_us, schedule.t_end_us,
+                                                  cfg.efs_fine_bins)
+        counts = patch_event_counts(events, cfg.search.grid_size, schedule.t_start_us, schedule.t_end_us,
+                                    cfg.efs_fine_bins)
+        seconds["events"] = _lap(started, device)
+
+        mark = time.perf_counter()
+        search = focus_search(image, float(sweep.image_time_us), focal_stack, self.refocus, cfg.search,
+                              event_counts=counts, mode=cfg.mode)
+        seconds["search"] = _lap(mark, device)
+
+        mark = time.perf_counter()
+        if cfg.mode == "reference":
+            slice_times = search.times_us.flatten().to(torch.float64)
+            stack, calls = refocus_stack(self.refocus, image, sweep.image_time_us, focal_stack, slice_times,
+                                         cfg.search.num_bins, 1, cfg.tile_px, cfg.tile_overlap_px)
+        else:
+            separation = _separation_us(cfg.search, search, schedule.duration_us)
+            slice_times = cluster_times(search.times_us, cfg.max_slices, separation)
+            stack, calls = refocus_stack(self.refocus, image, sweep.image_time_us, focal_stack, slice_times,
+                                         cfg.search.num_bins, cfg.slices_per_batch, cfg.tile_px,
+                                         cfg.tile_overlap_px)
+        seconds["stack"] = _lap(mark, device)
+
+        mark = time.perf_counter()
+        window_us = cfg.merge_window_fraction * schedule.duration_us
+        slice_events = merge_events(focal_stack, slice_times, window_us, cfg.merge_bins)
+        if self.merge is None:
+            merged = gradient_energy_merge(stack[None])
+            aif, weights = merged.image[0], merged.weights[0]
+        else:
+            joined = run_tiled(lambda s, e: _merge_joined(self.merge, s, e), [stack[None], slice_events[None]],
+                               cfg.tile_px, cfg.tile_overlap_px)[0]
+            aif, weights = joined[:image.shape[0]], joined[image.shape[0]:]
+        seconds["merge"] = _lap(mark, device)
+
+        patch_depth, _ = patch_depth_map(search.times_us, search.patch_boxes, schedule, *image.shape[-2:])
+        depth = weighted_depth_map(weights, slice_times, schedule)
+        seconds["total"] = _lap(started, device)
+        return AIFResult(aif=aif, depth_m=depth.reshape(1, *image.shape[-2:]), patch_depth_m=patch_depth,
+                         slice_times_us=slice_times, weights=weights, stack=stack, search=search,
+                         seconds=seconds, num_refocus_calls=search.num_refocus_calls + calls)
+
+
+def _merge_joined(merge: MergeFn, stack: Tensor, events: Tensor) -> Tensor:
+    """Merge output as one tensor (N, C+S, H, W), so ``run_tiled`` can stitch image and weights."""
+    output = merge(stack, events)
+    return torch.cat([output.image, output.weights], dim=1)
+
+
+def _separation_us(search_cfg: SearchConfig, search: SearchResult, duration_us: float) -> float:
+    """The search's resolution in µs: found times closer than this are the same slice."""
+    if search_cfg.domain == "time":
+        return search_cfg.tolerance_us
+    return duration_us / 64.0
+
+
+def _lap(mark: float, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - mark
+

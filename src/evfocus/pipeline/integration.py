@@ -1,0 +1,130 @@
+"""Pure event integration: the non-learned refocus reference every refocus network must beat.
+
+An ideal event sensor fires one event each time log brightness moves by the contrast threshold, so
+``log I(t) = log I(t0) + c · Σ events(t0→t)``. Real events break this (threshold spread, noise,
+refractory losses, a response that is not the stored image's sRGB curve), which is why the method
+learns refocusing; this module measures how far the ideal formula alone gets. One global ``c`` is
+fitted by ``fit_contrast``, which must see **validation** pairs only: fitting on test pairs would
+tune the baseline on the numbers it is then scored by.
+
+``EventIntegrator(c)`` has the refocus network's call signature ``refocus(images, events)``, so it
+drops into ``focus_search`` (and anywhere else a refocus function goes) unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from evfocus.pipeline.search import GOLDEN_RATIO
+
+RefocusPair = tuple[Tensor, Tensor, Tensor]  # image (C,H,W)|(N,C,H,W), events (B,H,W)|(N,B,H,W), target
+
+DEFAULT_CANDIDATES = tuple(float(c) for c in torch.logspace(-3, 0.5, 36, dtype=torch.float64))
+
+
+def _check_pair(image: Tensor, events: Tensor) -> None:
+    if image.ndim != 4 or events.ndim != 4:
+        raise ValueError(f"image must be (N, C, H, W) and events (N, B, H, W), got {tuple(image.shape)} "
+                         f"and {tuple(events.shape)}")
+    if image.shape[0] != events.shape[0] or tuple(image.shape[-2:]) != tuple(events.shape[-2:]):
+        raise ValueError(f"image {tuple(image.shape)} and events {tuple(events.shape)} disagree on N, H or W")
+
+
+def _integrate_log(log_image: Tensor, event_sum: Tensor, contrast: float, log_eps: float) -> Tensor:
+    return (log_image + contrast * event_sum).exp_().sub_(log_eps).clamp_(0.0, 1.0)
+
+
+def integrate_events(image: Tensor, events: Tensor, contrast: float, log_eps: float = 1e-3) -> Tensor:
+    """Refocus ``image`` (N,C,H,W) in [0,1] by its events (N,B,H,W): (N,C,H,W) in [0,1].
+
+    ``exp(log(I + ε) + c·Σ_B events) − ε``, clamped to [0,1]; every channel moves by the same log step
+    (events carry no colour). ``log_eps`` keeps black pixels finite. ``contrast = 0`` is the identity.
+    Events are signed (+1 = brighter) in the segment's direction, as ``EventFocalStack.segment`` cuts
+    them, so refocusing backward in time works unchanged.
+    """
+    _check_pair(image, events)
+    if log_eps <= 0:
+        raise ValueError(f"log_eps must be > 0, got {log_eps}")
+    event_sum = events.sum(dim=1, keepdim=True).to(image.dtype)
+    return _integrate_log(torch.log(image + log_eps), event_sum, float(contrast), log_eps)
+
+
+@dataclass(frozen=True)
+class EventIntegrator:
+    """``integrate_events`` with a fixed contrast, callable as a refocus function ``(images, events)``."""
+
+    contrast: float
+    log_eps: float = 1e-3
+
+    def __call__(self, images: Tensor, events: Tensor) -> Tensor:
+        return integrate_events(images, events, self.contrast, self.log_eps)
+
+
+def _psnr(prediction: Tensor, target: Tensor) -> Tensor:
+    """PSNR (dB) per sample, data range 1, over the full image (the metrics' convention)."""
+    mse = (prediction - target).pow(2).flatten(1).mean(dim=1).double()
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-12))
+
+
+def fit_contrast(
+    pairs: Sequence[RefocusPair],
+    candidates: Sequence[float] | None = None,
+    log_eps: float = 1e-3,
+    refine_iters: int = 24,
+) -> float:
+    """The contrast c maximising the mean PSNR of ``integrate_events`` over validation refocus pairs.
+
+    Each pair is ``(image, events, target)``, unbatched (C,H,W)/(B,H,W)/(C,H,W) or batched with a
+    leading N; the score is the mean PSNR over all samples. Fit on **validation** pairs, never test.
+
+    Search: every positive ``candidates`` value (default 36 log-spaced values over [1e-3, 10^0.5]) is
+    scored, then a golden-section search in log c refines between the best candidate's neighbours
+    (mean PSNR vs c is one smooth peak in practice; a grid alone would quantise the answer).
+    """
+    if not pairs:
+        raise ValueError("fit_contrast needs at least one (image, events, target) pair")
+    grid = sorted(float(c) for c in (DEFAULT_CANDIDATES if candidates is None else candidates))
+    if not grid or grid[0] <= 0:
+        raise ValueError(f"candidates must be positive contrasts, got {grid}")
+    prepared = []
+    for index, (image, events, target) in enumerate(pairs):
+        if image.ndim == 3:
+            image, events, target = image[None], events[None], target[None]
+        _check_pair(image, events)
+        if tuple(target.shape) != tuple(image.shape):
+            raise ValueError(f"pair {index}: target {tuple(target.shape)} must match image {tuple(image.shape)}")
+        event_sum = events.sum(dim=1, keepdim=True).to(image.dtype)
+        prepared.append((torch.log(image + log_eps), event_sum, target))
+
+    def score(contrast: float) -> float:
+        psnrs = [_psnr(_integrate_log(log_image, event_sum, contrast, log_eps), target)
+                 for log_image, event_sum, target in prepared]
+        return float(torch.cat(psnrs).mean())
+
+    scores = [score(c) for c in grid]
+    best = max(range(len(grid)), key=scores.__getitem__)
+    if len(grid) == 1:
+        return grid[0]
+    lower, upper = math.log(grid[max(best - 1, 0)]), math.log(grid[min(best + 1, len(grid) - 1)])
+    best_c, best_score = grid[best], scores[best]
+    step = (upper - lower) / GOLDEN_RATIO
+    left, right = upper - step, lower + step
+    f_left, f_right = score(math.exp(left)), score(math.exp(right))
+    for _ in range(refine_iters):
+        if f_left >= f_right:  # the peak is left of ``right``
+            upper, right, f_right = right, left, f_left
+            left = upper - (upper - lower) / GOLDEN_RATIO
+            f_left = score(math.exp(left))
+        else:
+            lower, left, f_left = left, right, f_right
+            right = lower + (upper - lower) / GOLDEN_RATIO
+            f_right = score(math.exp(right))
+    for log_c, value in ((left, f_left), (right, f_right)):
+        if value > best_score:
+            best_c, best_score = math.exp(log_c), value
+    return best_c

@@ -1,0 +1,176 @@
+"""The whole all-in-focus task scored on fixed sweeps, for every stage's test step.
+
+Methods scored side by side on the same sweeps (ARCHITECTURE.md, method steps 2–3):
+
+- ``pipeline``: this stage's nets — search → stack → EvMergeNet (the refocus stage, which has no
+  merge net, merges with Sobel energy, so its ``pipeline`` equals ``gradient_merge``);
+- ``gradient_merge``: the same refocused stack merged by Sobel energy (the reference's ablation);
+- ``integration``: no network at all — ``log I0 + c·Σ events`` refocusing (c fitted on the
+  validation sweeps) searched and merged by Sobel energy;
+- ``identity``: the input frame as the all-in-focus image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from evfocus.data.simulated import EvalRefocusSet, build_eval_sweeps
+from evfocus.pipeline.aif import AIFPipeline, AIFResult, MergeFn, PipelineConfig, PipelineMode
+from evfocus.pipeline.depth import depth_errors
+from evfocus.pipeline.integration import EventIntegrator, fit_contrast
+from evfocus.pipeline.search import RefocusFn, SearchConfig
+from evfocus.sweep import Sweep
+from evfocus.training.metrics import ImageQualityMetrics
+
+DEPTH_KEYS = ("abs_rel", "rmse_m", "rmse_diopter")
+
+
+def build_pipeline_config(settings: DictConfig, num_bins: int, efs_fine_bins: int, sweep: Sweep,
+                          mode: PipelineMode = "batched") -> PipelineConfig:
+    """The pipeline settings for one sweep: tolerances and event floors scale with its size and length."""
+    search = settings.search
+    patch_px = sweep.height * sweep.width / search.grid_size**2
+    search_config = SearchConfig(
+        num_bins=num_bins, grid_size=search.grid_size, margin_px=search.margin_px, domain=search.domain,
+        sharpness=search.sharpness, tolerance_us=search.tolerance_fraction * sweep.schedule.duration_us,
+        tolerance_events=search.tolerance_events, max_iters=search.max_iters,
+        min_events=round(search.min_events_per_px * patch_px),
+    )
+    return PipelineConfig(search=search_config, efs_fine_bins=efs_fine_bins, max_slices=settings.max_slices,
+                          merge_window_fraction=settings.merge_window_fraction,
+                          slices_per_batch=settings.slices_per_batch, tile_px=settings.tile_px, mode=mode)
+
+
+def fit_integration_contrast(cfg: DictConfig) -> float:
+    """c of the event-integration reference, fitted on the validation sweeps' refocus pairs (never test)."""
+    sweeps = build_eval_sweeps(cfg, "val", cfg.seed)
+    pairs = [(s["image"], s["events"], s["target"]) for s in EvalRefocusSet(cfg, sweeps, "val", cfg.seed)]
+    return fit_contrast(pairs)
+
+
+class _DepthMeans:
+    def __init__(self) -> None:
+        self.sums = dict.fromkeys(DEPTH_KEYS, 0.0)
+        self.count = 0
+
+    def update(self, errors: dict[str, float]) -> None:
+        for key in DEPTH_KEYS:
+            self.sums[key] += errors[key]
+        self.count += 1
+
+    def compute(self) -> dict[str, float | None]:
+        return {k: (v / self.count if self.count else None) for k, v in self.sums.items()}
+
+
+class AIFEvaluator(nn.Module):
+    """Accumulates AIF quality, depth errors and seconds per sweep for each method over test sweeps."""
+
+    def __init__(self, cfg: DictConfig, integration_contrast: float | None, references: bool = True) -> None:
+        """``references=False`` scores only this stage's pipeline (and the free identity): for validation."""
+        super().__init__()
+        self.cfg = cfg
+        self.integration_contrast = integration_contrast if references else None
+        self.references = references
+        lpips = {"auto": "auto", "on": True, "off": False}[cfg.eval.lpips]
+        self.methods = ["pipeline", "gradient_merge", "integration", "identity"]
+        if not references:
+            self.methods = ["pipeline", "identity"]
+        elif integration_contrast is None:
+            self.methods.remove("integration")
+        self.image_metrics = nn.ModuleDict({m: ImageQualityMetrics(lpips=lpips) for m in self.methods})
+        self.depth = {m: _DepthMeans() for m in self.methods if m != "identity"}
+        self.seconds: dict[str, list[float]] = {m: [] for m in self.methods if m != "identity"}
+        self.refocus_calls: list[int] = []
+        self.num_slices: list[int] = []
+
+    def _pipeline(self, refocus: RefocusFn, merge: MergeFn | None, sweep: Sweep) -> AIFPipeline:
+        config = build_pipeline_config(self.cfg.pipeline, self.cfg.data.num_bins, self.cfg.data.efs_fine_bins,
+                                       sweep)
+        return AIFPipeline(refocus, merge, config)
+
+    @torch.no_grad()
+    def update(self, sweep: Sweep, refocus: RefocusFn, merge: MergeFn | None, device: torch.device) -> AIFResult:
+        """Score every method on one sweep; returns this stage's pipeline result (for panels)."""
+        if sweep.aif is None:
+            raise ValueError(f"{sweep.name}: the AIF evaluation needs a ground-truth all-in-focus image")
+        target = sweep.aif.to(device)[None]
+        runs: dict[str, Callable[[], AIFResult]] = {
+            "pipeline": lambda: self._pipeline(refocus, merge, sweep)(sweep, device),
+        }
+        if merge is not None and self.references:
+            runs["gradient_merge"] = lambda: self._pipeline(refocus, None, sweep)(sweep, device)
+        if self.integration_contrast is not None:
+            integrator = EventIntegrator(self.integration_contrast)
+            runs["integration"] = lambda: self._pipeline(integrator, None, sweep)(sweep, device)
+        results = {name: run() for name, run in runs.items()}
+        if self.references:
+            results.setdefault("gradient_merge", results["pipeline"])
+        for name, result in results.items():
+            self.image_metrics[name].update(result.aif[None].clamp(0, 1), target)
+            self.seconds[name].append(result.seconds["total"])
+            if sweep.depth_m is not None:
+                self.depth[name].update(depth_errors(result.depth_m, sweep.depth_m.to(device)))
+        self.image_metrics["identity"].update(sweep.image.to(device)[None], target)
+        self.refocus_calls.append(results["pipeline"].num_refocus_calls)
+        self.num_slices.append(len(results["pipeline"].slice_times_us))
+        return results["pipeline"]
+
+    def compute(self) -> dict[str, Any]:
+        """{"aif": {method: psnr/ssim/lpips}, "depth": {method: errors}, "seconds_per_sweep": …}."""
+        return {
+            "aif": {m: self.image_metrics[m].compute() for m in self.methods},
+            "depth": {m: d.compute() for m, d in self.depth.items()},
+            "seconds_per_sweep": {m: (sum(s) / len(s) if s else None) for m, s in self.seconds.items()},
+            "refocus_calls_per_sweep": _mean(self.refocus_calls),
+            "slices_per_sweep": _mean(self.num_slices),
+            "integration_contrast": self.integration_contrast,
+            "num_sweeps": len(self.num_slices),
+        }
+
+    def reset(self) -> None:
+        for metrics in self.image_metrics.values():
+            metrics.reset()
+        self.depth = {m: _DepthMeans() for m in self.depth}
+        self.seconds = {m: [] for m in self.seconds}
+        self.refocus_calls, self.num_slices = [], []
+
+
+def _mean(values: list[int]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def flat_scalars(summary: dict[str, Any], prefix: str) -> dict[str, float]:
+    """``{"aif": {"pipeline": {"psnr": 30}}}`` → ``{"<prefix>/aif/pipeline/psnr": 30}`` (finite numbers only)."""
+    flat: dict[str, float] = {}
+    for key, value in summary.items():
+        name = f"{prefix}/{key}"
+        if isinstance(value, dict):
+            flat.update(flat_scalars(value, name))
+        elif isinstance(value, int | float) and math.isfinite(value):
+            flat[name] = float(value)
+    return flat
+
+
+def aif_panel(sweep: Sweep, result: AIFResult) -> Tensor:
+    """input | AIF | ground truth | depth (turbo, near = warm) | slice index map, as one (3, H, 5·W) image."""
+    from evfocus.training.visualize import colour_map
+
+    schedule = sweep.schedule
+    image = sweep.image.float().cpu()
+    truth = sweep.aif.float().cpu() if sweep.aif is not None else torch.zeros_like(image)
+    diopter = 1.0 / result.depth_m.float().cpu()
+    depth = colour_map((diopter - schedule.far_diopter) / (schedule.near_diopter - schedule.far_diopter), "turbo")
+    slices = result.slice_index.float().cpu() / max(1, len(result.slice_times_us) - 1)
+    columns = [_rgb(image), _rgb(result.aif.float().cpu().clamp(0, 1)), _rgb(truth), depth,
+               colour_map(slices[None], "viridis")]
+    return torch.cat(columns, dim=-1)
+
+
+def _rgb(image: Tensor) -> Tensor:
+    return image.expand(3, -1, -1) if image.shape[0] == 1 else image

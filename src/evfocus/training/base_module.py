@@ -1,0 +1,126 @@
+"""What every stage's LightningModule shares: the refocus net, losses, NaN guard, and the test.
+
+The test has two loaders (see ``SimulatedSweepDataModule.test_dataloader``): refocus pairs at
+sampled times (refocus PSNR/SSIM/LPIPS against the identity baseline) and whole test sweeps, on
+which the full all-in-focus task is scored by ``AIFEvaluator`` — the same for every stage, so the
+stages' ``results.json`` compare directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from evfocus.models.refocus import EvRefocusNet
+from evfocus.sweep import Sweep
+from evfocus.training.aif_eval import AIFEvaluator, aif_panel, fit_integration_contrast, flat_scalars
+from evfocus.training.callbacks import NonFiniteLossError
+from evfocus.training.losses import ReconstructionLoss
+from evfocus.training.metrics import ImageQualityMetrics
+
+Batch = dict[str, Tensor]
+REFOCUS_PAIRS, SWEEPS = 0, 1
+
+
+def build_refocus_net(cfg: DictConfig) -> EvRefocusNet:
+    return EvRefocusNet(num_bins=cfg.data.num_bins, width=cfg.model.width, depth=cfg.model.depth,
+                        norm=cfg.model.norm)
+
+
+def build_metrics(cfg: DictConfig) -> ImageQualityMetrics:
+    lpips = {"auto": "auto", "on": True, "off": False}[cfg.eval.lpips]
+    return ImageQualityMetrics(lpips=lpips)
+
+
+def build_loss(cfg: DictConfig) -> ReconstructionLoss:
+    loss = cfg.loss
+    return ReconstructionLoss(l1_weight=loss.l1, ssim_weight=loss.ssim, lpips_weight=loss.lpips,
+                              gradient_weight=loss.gradient)
+
+
+class StageModule(L.LightningModule):
+    """Base of the stage modules; subclasses add their nets, ``training_step`` and validation."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters({"cfg": cfg})
+        self.cfg = OmegaConf.create(cfg)
+        self.refocus_net = build_refocus_net(self.cfg)
+        self.loss = build_loss(self.cfg)
+        self.test_metrics = build_metrics(self.cfg)
+        self.test_identity_metrics = build_metrics(self.cfg)
+        self.aif_evaluator: AIFEvaluator | None = None
+        self.aif_summary: dict[str, Any] | None = None
+
+    # ---------------------------------------------------------------- what subclasses provide
+    def merge_fn(self) -> Any:
+        """The merge used by the AIF pipeline (``None``: Sobel-energy merge)."""
+        return None
+
+    # ---------------------------------------------------------------- shared steps
+    def checked_loss(self, pred: Tensor, target: Tensor, prefix: str = "train") -> Tensor:
+        """Loss with its parts logged; a non-finite loss stops the run (last good checkpoint kept)."""
+        total, parts = self.loss(pred, target)
+        if not torch.isfinite(total):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({float(total)}) at global step {self.global_step}; "
+                f"parts: { {k: float(v) for k, v in parts.items()} }. The last good checkpoint is kept; "
+                "lower optim.lr or check the data, then resume with ckpt_path=last."
+            )
+        batch_size = pred.shape[0]
+        self.log(f"{prefix}/loss", total, prog_bar=True, batch_size=batch_size)
+        for name, value in parts.items():
+            self.log(f"{prefix}/{name}", value, batch_size=batch_size)
+        return total
+
+    def log_image_metrics(self, prefix: str, metrics: ImageQualityMetrics) -> None:
+        for name, value in metrics.compute().items():
+            if value is not None:  # LPIPS without backbone weights: recorded as null by train()
+                self.log(f"{prefix}/{name}", value, prog_bar=name == "psnr", sync_dist=True)
+        metrics.reset()
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        if isinstance(batch, Sweep):
+            return batch  # the pipeline moves what it needs, when it needs it
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    # ---------------------------------------------------------------- test: refocus pairs + whole sweeps
+    def on_test_start(self) -> None:
+        contrast = fit_integration_contrast(self.cfg)
+        self.aif_evaluator = AIFEvaluator(self.cfg, contrast).to(self.device)
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any] | None:
+        if dataloader_idx == REFOCUS_PAIRS:
+            pred = self.refocus_net(batch["image"], batch["events"])
+            target = batch["target"].float()
+            self.test_metrics.update(pred.float().clamp(0, 1), target)
+            self.test_identity_metrics.update(batch["image"].float(), target)
+            return {"pred": pred.detach()}
+        result = self.aif_evaluator.update(batch, self.refocus_net, self.merge_fn(), self.device)
+        return {"panel": aif_panel(batch, result)}
+
+    def on_test_epoch_end(self) -> None:
+        self.log_image_metrics("test/refocus", self.test_metrics)
+        self.log_image_metrics("test/refocus_identity", self.test_identity_metrics)
+        self.aif_summary = self.aif_evaluator.compute()
+        for name, value in flat_scalars(self.aif_summary, "test").items():
+            self.log(name, value, sync_dist=True)
+        self._log_aif_table(self.aif_summary)
+
+    def _log_aif_table(self, summary: dict[str, Any]) -> None:
+        columns = ["method", "psnr", "ssim", "lpips", "abs_rel", "rmse_m", "rmse_diopter", "seconds_per_sweep"]
+        rows = []
+        for method, image in summary["aif"].items():
+            depth = summary["depth"].get(method, {})
+            rows.append([method, image["psnr"], image["ssim"], image["lpips"], depth.get("abs_rel"),
+                         depth.get("rmse_m"), depth.get("rmse_diopter"),
+                         summary["seconds_per_sweep"].get(method)])
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_table(key="test/aif_table", columns=columns, data=rows)
+

@@ -1,0 +1,73 @@
+"""Find and load stage checkpoints (a file, or a run folder → its best checkpoint) with clear errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, of the wrong stage or does not fit the config."""
+
+
+@dataclass
+class StageCheckpoint:
+    path: Path
+    stage: str
+    cfg: DictConfig
+    state_dict: dict[str, Any]
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run folder's best checkpoint (else its ``last.ckpt``)."""
+    path = Path(path)
+    if path.is_dir():
+        folder = path / "checkpoints"
+        if not folder.is_dir():
+            raise CheckpointError(f"{path} is a folder but not a run folder (no checkpoints/ inside)")
+        best = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+        if best:
+            return best[-1]
+        if (folder / "last.ckpt").is_file():
+            return folder / "last.ckpt"
+        raise CheckpointError(f"{folder} holds no checkpoint (best-*.ckpt or last.ckpt)")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_stage_checkpoint(path: str | Path, stages: tuple[str, ...] | None = None) -> StageCheckpoint:
+    """Read a checkpoint written by ``src/train.py``; ``stages`` lists the stages accepted."""
+    file = resolve_checkpoint(path)
+    try:
+        content = torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as error:  # truncated/corrupt files raise many types; name the file and the cause
+        raise CheckpointError(f"{file}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+    cfg = content.get("hyper_parameters", {}).get("cfg") if isinstance(content, dict) else None
+    if cfg is None or "state_dict" not in content:
+        raise CheckpointError(f"{file}: not an evfocus checkpoint (no hyper_parameters.cfg / state_dict)")
+    stage = cfg.get("stage")
+    if stages is not None and stage not in stages:
+        raise CheckpointError(f"{file} is a '{stage}' checkpoint; expected a {' or '.join(stages)} checkpoint")
+    return StageCheckpoint(file, stage, OmegaConf.create(cfg), content["state_dict"])
+
+
+def load_weights(net: nn.Module, checkpoint: StageCheckpoint, prefix: str, what: str) -> nn.Module:
+    """Copy the ``prefix``-ed weights of ``checkpoint`` into ``net`` (strict), or say why they don't fit."""
+    weights = {k[len(prefix):]: v for k, v in checkpoint.state_dict.items() if k.startswith(prefix)}
+    if not weights:
+        raise CheckpointError(f"{checkpoint.path}: no {what} weights in this '{checkpoint.stage}' checkpoint")
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as error:
+        first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+        raise CheckpointError(
+            f"{checkpoint.path}: its {what} does not fit this config (saved model: "
+            f"{OmegaConf.to_container(checkpoint.cfg.model if what == 'refocus net' else checkpoint.cfg.merge_model)}"
+            f", data.num_bins={checkpoint.cfg.data.num_bins}); first mismatch: {first}") from None
+    return net

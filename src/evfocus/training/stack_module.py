@@ -1,0 +1,158 @@
+"""Stages ``merge`` and ``joint``: EvMergeNet on focal stacks, then both nets end to end.
+
+``merge``: the refocus net is frozen (loaded from ``stack.refocus_ckpt``); the stack is the frame
+refocused at the oracle slice times, or — ``stack.teacher_forcing`` — the ground-truth frames.
+``joint``: both nets train, initialised from ``stack.refocus_ckpt`` / ``stack.merge_ckpt``; the
+slices come from the focus search on each crop (``stack.slice_source=search``, not differentiable:
+its times are used as given) and gradients flow through refocusing and merging. A refocus loss at
+the oracle slices (weight ``stack.refocus_loss_weight``) keeps the refocus net a refocus net.
+Validation runs the whole pipeline on the validation sweeps (``val/psnr`` = AIF PSNR).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from evfocus.models.merge import EvMergeNet, MergeOutput
+from evfocus.pipeline.aif import cluster_times
+from evfocus.pipeline.search import SearchConfig, focus_search, segments_from_cumulative
+from evfocus.sweep import Sweep
+from evfocus.training.aif_eval import AIFEvaluator
+from evfocus.training.base_module import Batch, StageModule
+from evfocus.training.checkpoints import CheckpointError, load_stage_checkpoint, load_weights
+from evfocus.training.optim import build_optimizers
+
+
+def build_merge_net(cfg: Any) -> EvMergeNet:
+    return EvMergeNet(num_bins=cfg.data.num_bins, width=cfg.merge_model.width, depth=cfg.merge_model.depth,
+                      norm=cfg.merge_model.norm)
+
+
+class StackModule(StageModule):
+    """EvRefocusNet + EvMergeNet trained on focal-stack crops (``data/stack_samples.py``)."""
+
+    def __init__(self, cfg: dict[str, Any], load_init_weights: bool = True) -> None:
+        super().__init__(cfg)
+        self.merge_net = build_merge_net(self.cfg)
+        if load_init_weights:
+            self._load_init_weights()
+        self.frozen_refocus = self.cfg.stage == "merge"
+        if self.frozen_refocus:
+            self.refocus_net.requires_grad_(False)
+        self.val_evaluator = AIFEvaluator(self.cfg, integration_contrast=None, references=False)
+
+    def _load_init_weights(self) -> None:
+        stack = self.cfg.stack
+        if stack.refocus_ckpt is not None:
+            source = load_stage_checkpoint(stack.refocus_ckpt, ("refocus", "merge", "joint"))
+            load_weights(self.refocus_net, source, "refocus_net.", "refocus net")
+        elif self.cfg.stage == "merge" and not stack.teacher_forcing:
+            raise CheckpointError("stage merge: set stack.refocus_ckpt to a refocus run (folder or .ckpt), "
+                                  "or stack.teacher_forcing=true to train on ground-truth frames")
+        if self.cfg.stage == "joint" and stack.merge_ckpt is not None:
+            source = load_stage_checkpoint(stack.merge_ckpt, ("merge", "joint"))
+            load_weights(self.merge_net, source, "merge_net.", "merge net")
+            if stack.refocus_ckpt is None:
+                load_weights(self.refocus_net, source, "refocus_net.", "refocus net")
+
+    def train(self, mode: bool = True) -> StackModule:
+        super().train(mode)
+        if self.frozen_refocus:
+            self.refocus_net.eval()  # frozen: its norms and dropout stay in inference mode
+        return self
+
+    def merge_fn(self) -> EvMergeNet:
+        return self.merge_net
+
+    # ---------------------------------------------------------------- training
+    def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        slice_pos, valid = batch["slice_pos"], batch["valid"]
+        if self.cfg.stage == "joint" and self.cfg.stack.slice_source == "search":
+            slice_pos, valid = self._searched_slices(batch)
+        stack = self._stack(batch, slice_pos, valid)
+        merged = self._merge(batch, stack, slice_pos, valid)
+        loss = self.checked_loss(merged.image, batch["aif"])
+        if self.cfg.stage == "joint" and self.cfg.stack.refocus_loss_weight > 0:
+            oracle = self._refocused(batch, batch["slice_pos"])
+            mask = batch["valid"]
+            refocus_loss, _ = self.loss(oracle[mask], batch["slice_frames"][mask])
+            self.log("train/refocus_loss", refocus_loss, batch_size=mask.shape[0])
+            loss = loss + self.cfg.stack.refocus_loss_weight * refocus_loss
+        return {"loss": loss}
+
+    def _refocused(self, batch: Batch, slice_pos: Tensor) -> Tensor:
+        """The crops refocused at every slice position: (N, S, C, h, w)."""
+        num, slices = slice_pos.shape
+        crop = torch.arange(num, device=slice_pos.device).repeat_interleave(slices)
+        t0 = batch["image_pos"].repeat_interleave(slices)
+        events = segments_from_cumulative(batch["cumulative"], 0.0, 1.0, t0, slice_pos.flatten(),
+                                          self.cfg.data.num_bins, crop_index=crop)
+        images = batch["image"][crop]
+        return self.refocus_net(images, events).reshape(num, slices, *images.shape[1:])
+
+    def _stack(self, batch: Batch, slice_pos: Tensor, valid: Tensor) -> Tensor:
+        if self.cfg.stage == "merge" and self.cfg.stack.teacher_forcing:
+            return batch["slice_frames"]
+        if self.frozen_refocus:
+            with torch.no_grad():
+                return self._refocused(batch, slice_pos)
+        return self._refocused(batch, slice_pos)
+
+    def _merge(self, batch: Batch, stack: Tensor, slice_pos: Tensor, valid: Tensor) -> MergeOutput:
+        num, slices = slice_pos.shape
+        half = self.cfg.pipeline.merge_window_fraction
+        crop = torch.arange(num, device=slice_pos.device).repeat_interleave(slices)
+        flat = slice_pos.flatten()
+        events = segments_from_cumulative(batch["cumulative"], 0.0, 1.0, (flat - half).clamp(0, 1),
+                                          (flat + half).clamp(0, 1), self.cfg.data.num_bins, crop_index=crop)
+        events = events.reshape(num, slices, *events.shape[1:])
+        return self.merge_net(stack, events, valid)
+
+    @torch.no_grad()
+    def _searched_slices(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Run the focus search on every crop with the current refocus net → padded slice positions."""
+        search = self.cfg.pipeline.search
+        max_slices = batch["slice_pos"].shape[1]
+        positions = torch.zeros_like(batch["slice_pos"])
+        valid = torch.zeros_like(batch["valid"])
+        was_training = self.refocus_net.training
+        self.refocus_net.eval()
+        for index in range(batch["image"].shape[0]):
+            duration_us = float(batch["duration_us"][index])
+            cumulative = batch["cumulative"][index]
+            focal_stack = SimpleNamespace(cumulative=cumulative, t_start_us=0.0, t_end_us=duration_us,
+                                          num_fine_bins=cumulative.shape[0] - 1)
+            config = SearchConfig(num_bins=self.cfg.data.num_bins, grid_size=self.cfg.stack.oracle_grid,
+                                  margin_px=search.margin_px, sharpness=search.sharpness,
+                                  tolerance_us=search.tolerance_fraction * duration_us,
+                                  max_iters=search.max_iters, min_events=0)
+            found = focus_search(batch["image"][index], float(batch["image_pos"][index]) * duration_us,
+                                 focal_stack, self.refocus_net, config)
+            times = cluster_times(found.times_us, max_slices, config.tolerance_us) / duration_us
+            positions[index, :len(times)] = times.to(positions.dtype)
+            positions[index, len(times):] = batch["image_pos"][index]
+            valid[index, :len(times)] = True
+        self.refocus_net.train(was_training)
+        return positions, valid
+
+    # ---------------------------------------------------------------- validation: the whole pipeline
+    def validation_step(self, batch: Sweep, batch_idx: int) -> None:
+        self.val_evaluator.update(batch, self.refocus_net, self.merge_net, self.device)
+
+    def on_validation_epoch_end(self) -> None:
+        summary = self.val_evaluator.compute()
+        self.val_evaluator.reset()
+        aif = summary["aif"]["pipeline"]
+        for name, value in aif.items():
+            if value is not None:
+                self.log(f"val/{name}", value, prog_bar=name == "psnr", sync_dist=True)
+        if summary["depth"]["pipeline"]["abs_rel"] is not None:
+            self.log("val/depth_abs_rel", summary["depth"]["pipeline"]["abs_rel"], sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        return build_optimizers(params, self.cfg.optim, self.trainer)
