@@ -29,7 +29,10 @@ RESUMED_KEY = "resumed"
 
 def checkpoint_log_step(checkpoint: str | os.PathLike) -> int:
     """The logger step a checkpoint resumes at (Lightning logs with ``_batches_that_stepped``)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    try:  # memory-mapped: reads only the few bytes needed from a large checkpoint
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    except RuntimeError:  # a legacy (non-zip) file cannot be mapped
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     try:
         return int(state["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"])
     except (KeyError, TypeError):

@@ -1,0 +1,132 @@
+"""The AIF pipeline pieces: clustering of found times, tiling, stacks, merge windows, end to end."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from evfocus.config import load_config
+from evfocus.data.stack_samples import in_focus_frames, stack_samples
+from evfocus.events.stream import EventStream
+from evfocus.events.voxel import EventFocalStack
+from evfocus.optics import FocusSchedule
+from evfocus.pipeline.aif import AIFPipeline, PipelineConfig, cluster_times, merge_events, refocus_stack, run_tiled
+from evfocus.pipeline.integration import EventIntegrator, integrate_events
+from evfocus.pipeline.search import SearchConfig
+from evfocus.sim.simulator import SweepSimulator
+
+
+def test_cluster_times_merges_neighbours_and_keeps_distinct_times():
+    times = torch.tensor([100.0, 105.0, 110.0, 500.0, 900.0, 902.0])
+    assert cluster_times(times, 8, 20.0).tolist() == pytest.approx([105.0, 500.0, 901.0])
+
+
+def test_cluster_times_folds_into_at_most_max_slices():
+    times = torch.arange(0, 6400, 100, dtype=torch.float64)  # 64 distinct patch times
+    slices = cluster_times(times, 5, 10.0)
+    assert len(slices) <= 5 and torch.all(torch.diff(slices) > 0)
+    assert slices.min() >= 0 and slices.max() <= 6300
+
+
+def test_cluster_times_rejects_bad_input():
+    with pytest.raises(ValueError, match="max_slices"):
+        cluster_times(torch.tensor([1.0]), 0, 1.0)
+    with pytest.raises(ValueError, match="no patch times"):
+        cluster_times(torch.tensor([]), 3, 1.0)
+
+
+def test_run_tiled_matches_a_whole_image_pass_within_the_receptive_field():
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 70, 90)
+    weight = torch.rand(3, 3, 5, 5)
+
+    def conv(x: torch.Tensor) -> torch.Tensor:  # receptive radius 2 px
+        return F.conv2d(x, weight, padding=2)
+
+    tiled = run_tiled(conv, [image], tile_px=32, overlap_px=4)
+    assert torch.allclose(tiled, conv(image), atol=1e-5)
+    assert torch.equal(run_tiled(conv, [image], None, 4), conv(image))
+
+
+def _stream(height: int = 16, width: int = 16, count: int = 4000, duration: int = 10_000) -> EventStream:
+    generator = torch.Generator().manual_seed(1)
+    t_us = torch.randint(0, duration, (count,), generator=generator).sort().values
+    x = torch.randint(0, width, (count,), generator=generator).to(torch.int32)
+    y = torch.randint(0, height, (count,), generator=generator).to(torch.int32)
+    p = torch.randint(0, 2, (count,), generator=generator).to(torch.int8) * 2 - 1
+    return EventStream(t_us, x, y, p, width=width, height=height)
+
+
+def test_refocus_stack_applies_the_refocus_function_to_each_segment():
+    events = _stream()
+    stack = EventFocalStack.from_events(events, 0, 10_000, 50)
+    image = torch.rand(3, 16, 16)
+    times = torch.tensor([0.0, 2500.0, 7000.0, 10_000.0], dtype=torch.float64)
+    integrator = EventIntegrator(0.1)
+    slices, calls = refocus_stack(integrator, image, 0, stack, times, 4, slices_per_batch=3)
+    assert slices.shape == (4, 3, 16, 16) and calls == 2
+    segments = stack.segments(torch.zeros(4, dtype=torch.float64), times, 4)
+    assert torch.allclose(slices, integrate_events(image.expand(4, -1, -1, -1), segments, 0.1))
+    assert torch.allclose(slices[0], image.clamp(0, 1))  # no events between t0 and t0
+
+
+def test_merge_events_windows_are_clipped_to_the_sweep():
+    events = _stream()
+    stack = EventFocalStack.from_events(events, 0, 10_000, 100)
+    windows = merge_events(stack, torch.tensor([0.0, 5000.0, 10_000.0]), 1000.0, 2)
+    expected_middle = stack.cumulative[60] - stack.cumulative[40]
+    assert torch.allclose(windows[1].sum(0), expected_middle, atol=1e-4)
+    assert torch.allclose(windows[0].sum(0), stack.cumulative[10] - stack.cumulative[0], atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def small_sweep():
+    cfg = load_config(None, ["sim.height=48", "sim.width=64", "sim.num_frames=24", "data.crop_size=32"])
+    return SweepSimulator(cfg.sim, "test").simulate(3)
+
+
+@pytest.mark.parametrize("mode", ["batched", "reference"])
+def test_pipeline_end_to_end_with_event_integration(small_sweep, mode):
+    search = SearchConfig(num_bins=4, grid_size=4, margin_px=4, tolerance_us=small_sweep.schedule.duration_us / 32,
+                          min_events=0)
+    config = PipelineConfig(search=search, efs_fine_bins=64, max_slices=5, mode=mode)
+    result = AIFPipeline(EventIntegrator(0.05), None, config)(small_sweep)
+    slices = len(result.slice_times_us)
+    assert result.aif.shape == small_sweep.image.shape
+    assert result.weights.shape == (slices, 48, 64)
+    assert torch.allclose(result.weights.sum(0), torch.ones(48, 64), atol=1e-5)
+    assert result.depth_m.shape == (1, 48, 64) and bool((result.depth_m > 0).all())
+    schedule = small_sweep.schedule
+    assert bool((result.depth_m >= schedule.near_m - 1e-4).all() and (result.depth_m <= schedule.far_m + 1e-3).all())
+    if mode == "batched":
+        assert slices <= 5
+    else:
+        assert slices == 16  # the reference refocuses once per patch, duplicates included
+    assert result.num_refocus_calls == result.search.num_refocus_calls + (1 if mode == "batched" else 16)
+
+
+def test_in_focus_frames_of_a_plane_is_the_frame_focused_on_it():
+    schedule = FocusSchedule(0, 1_000_000, 0.5, 5.0)
+    frame_times = torch.linspace(0, 1_000_000, 41)
+    depth = torch.full((1, 8, 8), 1.0)
+    expected = int((frame_times - schedule.time_us_for_depth(1.0)).abs().argmin())
+    assert in_focus_frames(depth, schedule, frame_times, 4) == [expected]
+
+
+def test_stack_samples_carry_the_oracle_frames(small_sweep):
+    cfg = load_config(None, ["sim.height=48", "sim.width=64", "sim.num_frames=24", "data.crop_size=32"])
+    sweep = SweepSimulator(cfg.sim, "train").simulate(5, list(range(24)))
+    generator = torch.Generator().manual_seed(0)
+    samples = stack_samples(sweep, 3, 32, generator, max_slices=4, oracle_grid=2, crop_size=32, flip=False)
+    assert len(samples) == 3
+    for sample in samples:
+        valid = sample["valid"]
+        assert 1 <= int(valid.sum()) <= 4 and bool(valid[: int(valid.sum())].all())
+        assert sample["cumulative"].shape == (33, 32, 32)
+        positions = sample["slice_pos"][valid]
+        frames = (positions * sweep.schedule.duration_us).round().long()
+        for frame, time_us in zip(sample["slice_frames"][valid], frames, strict=True):
+            index = int((sweep.frame_times_us - time_us).abs().argmin())
+            windows = sweep.frames[index].unfold(1, 32, 1).unfold(2, 32, 1)  # (C, 17, 33, 32, 32)
+            difference = (windows - frame[:, None, None]).abs().mean(dim=(0, 3, 4))
+            assert float(difference.min()) < 1e-6  # a crop of the ground-truth frame at that time
+        assert bool((sample["slice_frames"][~valid] == 0).all())
