@@ -48,6 +48,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 from torch import Tensor, nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
@@ -120,19 +121,22 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", required=True, help="a run folder (its best checkpoint, else last.ckpt) or .ckpt")
-    parser.add_argument("--input", required=True, nargs="+",
+    parser.add_argument("--ckpt", required=True, metavar="RUN_OR_CKPT",
+                        help="a run folder (its best checkpoint, else last.ckpt) or .ckpt")
+    parser.add_argument("--input", required=True, nargs="+", metavar="INPUT",
                         help="capture folder(s), capture file(s) (ROOT/blurry/<name>.png) or sim:SEEDS")
-    parser.add_argument("--out", required=True, type=Path, help="output folder; one sub-folder per sweep")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="output folder; one sub-folder per sweep")
     parser.add_argument("--name", action="append", default=None,
                         help="only these captures of the folder inputs (repeatable)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--tile", type=positive_int, default=None,
+    parser.add_argument("--tile", type=positive_int, default=None, metavar="PX",
                         help="run the nets on overlapping tiles of at most PX pixels (large images)")
-    parser.add_argument("--grid", type=positive_int, default=None, help="focus-search patch grid N (N×N)")
-    parser.add_argument("--max-slices", type=positive_int, default=None, help="most focal-stack slices to merge")
-    parser.add_argument("--frames", type=int, default=32, help="refocus.gif length (0: no GIF)")
-    parser.add_argument("--sim-size", type=parse_size, default=None, help="render sim: inputs at HxW")
+    parser.add_argument("--grid", type=positive_int, default=None, metavar="N", help="focus-search patch grid N (N×N)")
+    parser.add_argument("--max-slices", type=positive_int, default=None, metavar="S",
+                        help="most focal-stack slices to merge")
+    parser.add_argument("--frames", type=int, default=32, metavar="F", help="refocus.gif length (0: no GIF)")
+    parser.add_argument("--sim-size", type=parse_size, default=None, metavar="HxW", help="render sim: inputs at HxW")
     return parser
 
 
@@ -140,6 +144,8 @@ def check_options(args: argparse.Namespace) -> None:
     """Range checks argparse cannot express, before anything heavy is loaded."""
     if not 0 <= args.frames <= MAX_GIF_FRAMES:
         raise InputError(f"--frames must be in 0..{MAX_GIF_FRAMES}, got {args.frames}")
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out}: exists and is not a folder")
     overlap = PipelineConfig.tile_overlap_px
     if args.tile is not None and args.tile <= 2 * overlap:
         raise InputError(f"--tile must exceed twice the tile overlap ({2 * overlap} px), got {args.tile}")
@@ -165,12 +171,18 @@ def load_model(path: str, device: torch.device) -> Model:
     from evfocus.training.stack_module import build_merge_net
 
     checkpoint = load_stage_checkpoint(path, STAGES_WITH_REFOCUS)
-    refocus = load_weights(build_refocus_net(checkpoint.cfg), checkpoint, "refocus_net.", "refocus net")
+    try:
+        refocus_net = build_refocus_net(checkpoint.cfg)
+        merge_net = build_merge_net(checkpoint.cfg) if checkpoint.stage != "refocus" else None
+    except OmegaConfBaseException as error:  # a config saved by an evfocus with another schema
+        key = getattr(error, "full_key", None) or "?"
+        raise CheckpointError(f"{checkpoint.path}: its saved config cannot build this version's nets "
+                              f"(key '{key}': {str(error).splitlines()[0]}); saved by an older evfocus?") from None
+    refocus = load_weights(refocus_net, checkpoint, "refocus_net.", "refocus net").eval().to(device)
     merge = None
-    if checkpoint.stage != "refocus":
-        merge = load_weights(build_merge_net(checkpoint.cfg), checkpoint, "merge_net.", "merge net")
-        merge = merge.eval().to(device)
-    return Model(checkpoint, refocus.eval().to(device), merge)
+    if merge_net is not None:
+        merge = load_weights(merge_net, checkpoint, "merge_net.", "merge net").eval().to(device)
+    return Model(checkpoint, refocus, merge)
 
 
 # ---------------------------------------------------------------------------------- inputs
@@ -205,18 +217,13 @@ def capture_source(root: Path, name: str) -> SweepSource:
     return SweepSource(name, str(root / "blurry" / f"{name}.png"), lambda: read_capture(root, name))
 
 
-def folder_sources(root: Path, names: list[str] | None) -> list[SweepSource]:
-    """Every capture of a reference-layout folder, or the ``--name`` ones (each must exist)."""
+def folder_sources(root: Path, names: list[str] | None) -> tuple[list[SweepSource], list[str]]:
+    """A reference-layout folder's captures (all, or those among ``--name``) and every name it holds."""
     available = list_captures(root)
     if not available:
         raise InputError(f"{root}: no captures (no blurry/<name>.png with a matching events/<name>.npy)")
-    if names is None:
-        return [capture_source(root, name) for name in available]
-    unknown = [name for name in names if name not in available]
-    if unknown:
-        shown = ", ".join(available[:10]) + (", ..." if len(available) > 10 else "")
-        raise InputError(f"{root}: no capture named {', '.join(unknown)} (available: {shown})")
-    return [capture_source(root, name) for name in names]
+    chosen = available if names is None else [name for name in names if name in available]
+    return [capture_source(root, name) for name in chosen], available
 
 
 def file_source(path: Path) -> SweepSource:
@@ -235,7 +242,9 @@ def resolve_inputs(inputs: list[str], names: list[str] | None, cfg: DictConfig,
                    sim_size: tuple[int, int] | None) -> list[SweepSource]:
     """Every ``--input`` → the sweeps to process, checked up front (names must not collide in --out)."""
     sources: list[SweepSource] = []
-    folders = 0
+    folder_names: list[str] = []
+    if sim_size is not None and not any(text.startswith("sim:") for text in inputs):
+        raise InputError("--sim-size applies to sim: inputs, but no --input is one")
     for text in inputs:
         if text.startswith("sim:"):
             sources.extend(sim_sources(text[4:], cfg, sim_size))
@@ -244,12 +253,18 @@ def resolve_inputs(inputs: list[str], names: list[str] | None, cfg: DictConfig,
         if not path.exists():
             raise InputError(f"--input {text}: no such file or folder")
         if path.is_dir():
-            sources.extend(folder_sources(path, names))
-            folders += 1
+            found, available = folder_sources(path, names)
+            sources.extend(found)
+            folder_names.extend(available)
         else:
             sources.append(file_source(path))
-    if names is not None and folders == 0:
-        raise InputError("--name selects captures of folder inputs, but no --input is a folder")
+    if names is not None:
+        if not folder_names:
+            raise InputError("--name selects captures of folder inputs, but no --input is a folder")
+        unknown = [name for name in names if name not in folder_names]
+        if unknown:
+            shown = ", ".join(sorted(set(folder_names))[:10]) + (", ..." if len(set(folder_names)) > 10 else "")
+            raise InputError(f"no capture named {', '.join(unknown)} in the folder input(s) (available: {shown})")
     seen: dict[str, str] = {}
     for source in sources:
         if source.name in seen:
@@ -428,6 +443,7 @@ def jsonable(value: Any) -> Any:
 
 # ---------------------------------------------------------------------------------- one sweep
 def write_images(folder: Path, sweep: Sweep, result: AIFResult) -> None:
+    """aif.png, depth.png + depth.npy (metres) and weights.png (heaviest slice per pixel)."""
     schedule = sweep.schedule
     iio.imwrite(folder / "aif.png", to_uint8(result.aif))
     depth = result.depth_m.float().cpu()
@@ -452,7 +468,9 @@ def process(source: SweepSource, model: Model, settings: DictConfig, args: argpa
     folder.mkdir(parents=True, exist_ok=True)
     schedule = sweep.schedule
     gif_times = torch.linspace(schedule.t_start_us, schedule.t_end_us, args.frames, dtype=torch.float64)
-    if args.frames:
+    if not args.frames:
+        (folder / "refocus.gif").unlink(missing_ok=True)  # never leave an earlier run's video beside new outputs
+    else:
         mark = time.perf_counter()
         frames = refocus_frames(model, config, sweep, gif_times, device)
         seconds["refocus_gif"] = time.perf_counter() - mark

@@ -163,3 +163,13 @@ def test_pad_to_multiple_keeps_content_top_left():
     assert padded.shape == (1, 2, 8, 8)
     assert torch.equal(padded[..., :5, :7], x)
     assert pad_to_multiple(padded, 4) is padded
+
+
+def test_event_gain_starts_as_event_integration():
+    from evfocus.pipeline.integration import integrate_events
+
+    image, events = inputs(2, 20, 28)
+    net = EvRefocusNet(num_bins=BINS, width=8, event_gain_init=0.07)
+    expected = integrate_events(image, events, 0.07, log_eps=net.log_eps)
+    assert torch.allclose(net(image, events), expected, atol=1e-5)
+    assert net.event_gain.requires_grad

@@ -111,6 +111,8 @@ class ModelConfig:
     width: int = 16
     depth: int = 3
     norm: str = "group"
+    # start as event integration log I0 + c·Σevents with a learned c (None: the reference's plain residual)
+    event_gain_init: float | None = 0.05
 
 
 @dataclass
@@ -171,7 +173,9 @@ class SearchSettings:
     domain: str = "time"
     sharpness: str = "variance"
     tolerance_fraction: float = 0.015625  # time domain: bracket tolerance as a fraction of the sweep
-    tolerance_events: float = 1000.0  # event domain: bracket tolerance in events of the patch
+    # event domain: bracket tolerance in events of the patch (None: tolerance_fraction of the mean
+    # events per patch; the reference uses 1000 at ~15 k events per patch)
+    tolerance_events: float | None = None
     max_iters: int = 30
     min_events_per_px: float = 0.5  # patches with fewer events keep the input frame
 
@@ -197,6 +201,7 @@ class StackConfig:
     teacher_forcing: bool = False  # merge: ground-truth frames as the stack instead of refocused ones
     slice_source: str = "oracle"  # joint: "search" runs the focus search on every crop
     refocus_loss_weight: float = 0.5  # joint: keep refocusing honest at the oracle slices
+    search_tolerance_fraction: float = 0.0625  # joint: coarser than at test time (a search per crop per step)
     refocus_ckpt: str | None = None  # refocus-stage checkpoint or run folder (merge, joint)
     merge_ckpt: str | None = None  # merge-stage checkpoint or run folder (joint)
 
@@ -251,8 +256,9 @@ POSITIVE = (
     "data.samples_per_sweep", "data.batch_size", "data.train_sweeps_per_epoch", "data.val_sweeps",
     "data.test_sweeps", "data.eval_pairs_per_sweep", "model.width", "model.depth", "optim.lr",
     "merge_model.width", "merge_model.depth", "pipeline.search.grid_size", "pipeline.search.tolerance_fraction",
-    "pipeline.search.tolerance_events", "pipeline.search.max_iters", "pipeline.max_slices",
+    "pipeline.search.max_iters", "pipeline.max_slices",
     "pipeline.merge_window_fraction", "pipeline.slices_per_batch", "stack.max_slices", "stack.oracle_grid",
+    "stack.search_tolerance_fraction",
 )
 
 
@@ -343,6 +349,9 @@ def validate(cfg: DictConfig) -> None:
     except scene_module.SceneConfigError as error:  # SceneConfig's own message, with the config key
         message = str(error).replace("SceneConfig.", "sim.scene.").replace("SceneConfig:", "sim.scene:")
         raise ConfigError(message) from None
+    tolerance_events = cfg.pipeline.search.tolerance_events
+    if tolerance_events is not None and tolerance_events <= 0:
+        raise ConfigError(f"pipeline.search.tolerance_events: must be positive (or null), got {tolerance_events}")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers: must be >= 0, got {cfg.data.num_workers}")
 

@@ -37,10 +37,15 @@ class EvRefocusNet(nn.Module):
     padded internally to a multiple of `stride = 2**(depth − 1)` and cropped back: any H×W works.
     Size: `width=64, depth=3` is the reference EvRefocusNet ("AddNet") layout, ≈4.9 M parameters
     with 64 event bins; the default `width=32` has a quarter of that (≈1.2 M), for CPU training.
+
+    `event_gain_init` (our addition, off when None): the ideal sensor's answer
+    `log I(t) = log I(t0) + c·Σ events` is added to the residual with a learned contrast `c`, so the
+    net starts as event integration and learns only what the ideal model gets wrong (noise,
+    thresholds, the frame's gamma, occlusion) instead of first having to learn the integration.
     """
 
     def __init__(self, num_bins: int, image_channels: int = 3, width: int = 32, depth: int = 3,
-                 norm: Norm = "group", log_eps: float = 1e-3) -> None:
+                 norm: Norm = "group", log_eps: float = 1e-3, event_gain_init: float | None = None) -> None:
         super().__init__()
         if num_bins < 1:
             raise ValueError(f"num_bins must be >= 1, got {num_bins}")
@@ -58,6 +63,7 @@ class EvRefocusNet(nn.Module):
         self.to_residual = nn.Conv2d(width, image_channels, 1)
         nn.init.zeros_(self.to_residual.weight)
         nn.init.zeros_(self.to_residual.bias)
+        self.event_gain = None if event_gain_init is None else nn.Parameter(torch.tensor(float(event_gain_init)))
 
     def _check_inputs(self, image: Tensor, events: Tensor) -> None:
         if image.ndim != 4 or image.shape[1] != self.image_channels:
@@ -79,6 +85,8 @@ class EvRefocusNet(nn.Module):
         skips = self.encoder(pad_to_multiple(log_image, self.stride),
                              pad_to_multiple(events.to(image.dtype), self.stride))
         residual = self.to_residual(self.head(self.decoder(skips)))[..., :h, :w]
+        if self.event_gain is not None:
+            residual = residual + self.event_gain * events.sum(dim=1, keepdim=True).to(residual.dtype)
         # compose in the image's precision: under autocast the residual arrives in bf16/fp16
         refocused = image + (image + self.log_eps) * torch.expm1(residual.to(image.dtype))
         return straight_through_clamp(refocused)

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from evfocus.data.simulated import EvalRefocusSet, build_eval_sweeps
-from evfocus.pipeline.aif import AIFPipeline, AIFResult, MergeFn, PipelineConfig, PipelineMode
+from evfocus.pipeline.aif import AIFPipeline, AIFResult, MergeFn, PipelineConfig, PipelineMode, sobel_remerge
 from evfocus.pipeline.depth import depth_errors
 from evfocus.pipeline.integration import EventIntegrator, fit_contrast
 from evfocus.pipeline.search import RefocusFn, SearchConfig
@@ -36,10 +36,13 @@ def build_pipeline_config(settings: DictConfig, num_bins: int, efs_fine_bins: in
     """The pipeline settings for one sweep: tolerances and event floors scale with its size and length."""
     search = settings.search
     patch_px = sweep.height * sweep.width / search.grid_size**2
+    tolerance_events = search.tolerance_events
+    if tolerance_events is None:
+        tolerance_events = max(1.0, search.tolerance_fraction * len(sweep.events) / search.grid_size**2)
     search_config = SearchConfig(
         num_bins=num_bins, grid_size=search.grid_size, margin_px=search.margin_px, domain=search.domain,
         sharpness=search.sharpness, tolerance_us=search.tolerance_fraction * sweep.schedule.duration_us,
-        tolerance_events=search.tolerance_events, max_iters=search.max_iters,
+        tolerance_events=tolerance_events, max_iters=search.max_iters,
         min_events=round(search.min_events_per_px * patch_px),
     )
     return PipelineConfig(search=search_config, efs_fine_bins=efs_fine_bins, max_slices=settings.max_slices,
@@ -103,14 +106,13 @@ class AIFEvaluator(nn.Module):
         runs: dict[str, Callable[[], AIFResult]] = {
             "pipeline": lambda: self._pipeline(refocus, merge, sweep)(sweep, device),
         }
-        if merge is not None and self.references:
-            runs["gradient_merge"] = lambda: self._pipeline(refocus, None, sweep)(sweep, device)
         if self.integration_contrast is not None:
             integrator = EventIntegrator(self.integration_contrast)
             runs["integration"] = lambda: self._pipeline(integrator, None, sweep)(sweep, device)
         results = {name: run() for name, run in runs.items()}
-        if self.references:
-            results.setdefault("gradient_merge", results["pipeline"])
+        if self.references:  # same search and stack, Sobel merge (the refocus stage has no other merge)
+            results["gradient_merge"] = (sobel_remerge(results["pipeline"], sweep.schedule) if merge is not None
+                                         else results["pipeline"])
         for name, result in results.items():
             self.image_metrics[name].update(result.aif[None].clamp(0, 1), target)
             self.seconds[name].append(result.seconds["total"])

@@ -29,7 +29,7 @@ REFOCUS_PAIRS, SWEEPS = 0, 1
 
 def build_refocus_net(cfg: DictConfig) -> EvRefocusNet:
     return EvRefocusNet(num_bins=cfg.data.num_bins, width=cfg.model.width, depth=cfg.model.depth,
-                        norm=cfg.model.norm)
+                        norm=cfg.model.norm, event_gain_init=cfg.model.event_gain_init)
 
 
 def build_metrics(cfg: DictConfig) -> ImageQualityMetrics:

@@ -128,7 +128,7 @@ class StackModule(StageModule):
                                           num_fine_bins=cumulative.shape[0] - 1)
             config = SearchConfig(num_bins=self.cfg.data.num_bins, grid_size=self.cfg.stack.oracle_grid,
                                   margin_px=search.margin_px, sharpness=search.sharpness,
-                                  tolerance_us=search.tolerance_fraction * duration_us,
+                                  tolerance_us=self.cfg.stack.search_tolerance_fraction * duration_us,
                                   max_iters=search.max_iters, min_events=0)
             found = focus_search(batch["image"][index], float(batch["image_pos"][index]) * duration_us,
                                  focal_stack, self.refocus_net, config)
