@@ -121,3 +121,20 @@ def test_checkpoint_errors_name_the_problem(tmp_path, chain):
                       tiny(tmp_path, "model.width=12", f"stack.refocus_ckpt={results['quickstart']['run_dir']}"))
     with pytest.raises(ConfigError, match="does not fit this config"):
         build_stage(cfg)
+
+
+def test_checkpoints_from_before_the_event_gain_still_load(tmp_path, chain):
+    from evfocus.training.base_module import build_refocus_net
+    from evfocus.training.checkpoints import load_weights
+
+    _, results = chain
+    source = resolve_checkpoint(Path(results["quickstart"]["run_dir"]))
+    content = torch.load(source, weights_only=False)
+    del content["hyper_parameters"]["cfg"]["model"]["event_gain_init"]
+    del content["hyper_parameters"]["cfg"]["pipeline"]  # a section added later as well
+    content["state_dict"] = {k: v for k, v in content["state_dict"].items() if not k.endswith("event_gain")}
+    torch.save(content, tmp_path / "old.ckpt")
+    old = load_stage_checkpoint(tmp_path / "old.ckpt", ("refocus",))
+    assert old.cfg.model.event_gain_init is None and old.cfg.pipeline.search.grid_size > 0
+    net = load_weights(build_refocus_net(old.cfg), old, "refocus_net.", "refocus net")
+    assert net.event_gain is None

@@ -10,6 +10,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from evfocus.config import ExperimentConfig
+
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, of the wrong stage or does not fit the config."""
@@ -54,7 +56,18 @@ def load_stage_checkpoint(path: str | Path, stages: tuple[str, ...] | None = Non
     stage = cfg.get("stage")
     if stages is not None and stage not in stages:
         raise CheckpointError(f"{file} is a '{stage}' checkpoint; expected a {' or '.join(stages)} checkpoint")
-    return StageCheckpoint(file, stage, OmegaConf.create(cfg), content["state_dict"])
+    return StageCheckpoint(file, stage, _upgraded(OmegaConf.create(cfg)), content["state_dict"])
+
+
+def _upgraded(cfg: DictConfig) -> DictConfig:
+    """The saved config on today's schema: keys added since get the value that reproduces how the
+    checkpoint was trained where that differs from today's default, the default otherwise."""
+    if "model" in cfg and "event_gain_init" not in cfg.model:
+        cfg.model.event_gain_init = None  # EvRefocusNet had no event gain then
+    try:
+        return OmegaConf.merge(OmegaConf.structured(ExperimentConfig), cfg)
+    except Exception as error:  # a key this version no longer knows, or a changed type
+        raise CheckpointError(f"the checkpoint's config does not fit this version of evfocus: {error}") from None
 
 
 def load_weights(net: nn.Module, checkpoint: StageCheckpoint, prefix: str, what: str) -> nn.Module:

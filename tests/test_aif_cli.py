@@ -1,0 +1,207 @@
+"""src/aif.py end to end: captures and simulated sweeps in, AIF/depth/refocus files out; bad input fails cleanly.
+
+The checkpoints come from two tiny real training runs (refocus, then merge on top of it), built once
+per module. One subprocess runs the CLI on a capture folder and a simulated sweep; the other cases
+call ``main`` in-process (the code ``__main__`` runs), since each subprocess pays ~5-20 s of imports.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from evfocus.config import load_config
+from evfocus.training.run import train
+
+ROOT = Path(__file__).parents[1]
+AIF = ROOT / "src" / "aif.py"
+HEIGHT, WIDTH, SWEEP_US = 40, 56, 100_000
+REPORT_KEYS = {
+    "name", "source", "image_size", "events", "sweep", "image_time_us", "slice_times_us", "slice_focus_m",
+    "patch_grid", "patch_focus_times_us", "low_event_patches", "seconds", "num_refocus_calls", "checkpoint",
+    "pipeline", "refocus_gif", "metrics",
+}
+OUTPUT_FILES = ("aif.png", "depth.png", "depth.npy", "weights.png", "refocus.gif", "report.json")
+
+
+def tiny_overrides(tmp_path: Path) -> list[str]:
+    """tests/test_train.py's tiny sizes plus a tiny merge net and search grid: both runs take seconds."""
+    return [
+        f"runs_dir={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}",
+        "sim.height=48", "sim.width=48", "sim.num_frames=16", "sim.max_blur_radius_px_range=[1.0,3.0]",
+        "data.crop_size=32", "data.efs_fine_bins=32", "data.num_bins=4", "data.batch_size=2",
+        "data.samples_per_sweep=2", "data.shuffle_buffer=2", "data.num_workers=0",
+        "data.train_sweeps_per_epoch=2", "data.val_sweeps=1", "data.test_sweeps=1", "data.eval_pairs_per_sweep=2",
+        "model.width=8", "model.depth=2", "optim.warmup_steps=0", "trainer.precision=32",
+        "logging.image_every_n_steps=1", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+        "merge_model.width=8", "merge_model.depth=2", "pipeline.search.grid_size=4", "stack.oracle_grid=2",
+        "logging.wandb.enabled=false", "trainer.max_epochs=1",
+    ]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """{"refocus": its best .ckpt file, "merge": the merge run *folder*} from two tiny training runs."""
+    tmp = tmp_path_factory.mktemp("aif_runs")
+    overrides = tiny_overrides(tmp)
+    _, refocus = train(load_config(ROOT / "configs/quickstart.yaml", [*overrides, "run_name=refocus"]))
+    _, merge = train(load_config(ROOT / "configs/merge.yaml",
+                                 [*overrides, "run_name=merge", f"stack.refocus_ckpt={refocus['run_dir']}"]))
+    best = sorted((refocus["run_dir"] / "checkpoints").glob("*.ckpt"))[0]
+    return {"refocus": best, "merge": merge["run_dir"]}
+
+
+def write_capture(root: Path, name: str, *, events: np.ndarray | None = None, truth: bool = True) -> None:
+    """One capture in the reference layout (+ meta, + optional ground truth), like the efs_dev samples."""
+    generator = np.random.default_rng(0)
+    for folder in ("blurry", "events", "meta", "aif", "depth"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
+    image = np.stack([rows * 5, cols * 4, (rows + cols) * 2], axis=-1) % 256
+    iio.imwrite(root / "blurry" / f"{name}.png", image.astype(np.uint8))
+    if events is None:
+        count = 3000
+        events = np.stack([np.sort(generator.integers(0, SWEEP_US + 1, count)), generator.integers(0, WIDTH, count),
+                           generator.integers(0, HEIGHT, count), generator.integers(0, 2, count)], axis=1)
+    np.save(root / "events" / f"{name}.npy", events.astype(np.int64))
+    meta = {"width": WIDTH, "height": HEIGHT, "sweep_start_us": 0, "sweep_end_us": SWEEP_US, "focus_start_m": 0.3,
+            "focus_end_m": 5.0, "focus_schedule": "linear_in_diopters", "image_time_us": 0}
+    (root / "meta" / f"{name}.json").write_text(json.dumps(meta))
+    if truth:
+        iio.imwrite(root / "aif" / f"{name}.png", np.roll(image, 1, axis=0).astype(np.uint8))
+        np.save(root / "depth" / f"{name}.npy", np.linspace(0.4, 4.0, HEIGHT * WIDTH, dtype=np.float32)
+                .reshape(HEIGHT, WIDTH))
+
+
+def run_cli(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(AIF), *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=240)
+
+
+def load_aif_module():
+    spec = importlib.util.spec_from_file_location("aif_cli", AIF)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_outputs(folder: Path, height: int, width: int, frames: int) -> dict:
+    for file in OUTPUT_FILES:
+        assert (folder / file).is_file(), f"{folder / file} missing"
+    depth = np.load(folder / "depth.npy")
+    assert depth.shape == (height, width) and depth.dtype == np.float32
+    assert np.isfinite(depth).all() and (depth > 0).all()
+    assert iio.imread(folder / "aif.png").shape == (height, width, 3)
+    assert iio.imread(folder / "depth.png").shape == (height, width, 3)
+    assert iio.imread(folder / "weights.png").shape == (height, width, 3)
+    assert iio.imread(folder / "refocus.gif", index=None).shape[0] == frames
+    report = json.loads((folder / "report.json").read_text())
+    assert set(report) >= REPORT_KEYS
+    assert report["image_size"] == {"height": height, "width": width, "channels": 3}
+    grid = report["patch_grid"]["grid_size"]
+    assert np.array(report["patch_focus_times_us"]).shape == (grid, grid)
+    assert np.array(report["low_event_patches"]).shape == (grid, grid)
+    slice_times = report["slice_times_us"]
+    assert slice_times == sorted(slice_times) and report["sweep"]["t_start_us"] <= slice_times[0]
+    assert report["refocus_gif"]["frames"] == frames
+    assert report["seconds"]["total"] > 0 and report["num_refocus_calls"] >= 1
+    return report
+
+
+def test_capture_folder_and_sim_with_merge_run(runs, tmp_path):
+    write_capture(tmp_path / "captures", "scene")
+    out = tmp_path / "out"
+    result = run_cli(["--ckpt", runs["merge"], "--input", tmp_path / "captures", "sim:1", "--out", out,
+                      "--frames", 5, "--device", "cpu"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and f"wrote 2 sweep(s) to {out}" in result.stdout
+
+    report = check_outputs(out / "scene", HEIGHT, WIDTH, frames=5)
+    assert report["checkpoint"]["stage"] == "merge" and report["checkpoint"]["merge"] == "EvMergeNet"
+    assert Path(report["checkpoint"]["path"]).parent == runs["merge"] / "checkpoints"
+    assert report["source"]["kind"] == "capture"
+    assert report["source"]["files"]["events"] == str(tmp_path / "captures" / "events" / "scene.npy")
+    assert report["events"]["count"] == 3000 and report["sweep"]["t_end_us"] == SWEEP_US
+    assert report["pipeline"]["search"]["grid_size"] == 4
+    metrics = report["metrics"]
+    for label in ("aif", "input"):
+        assert set(metrics[label]) == {"psnr", "ssim"} and np.isfinite(metrics[label]["psnr"])
+    assert set(metrics["depth"]) == {"abs_rel", "rmse_m", "rmse_diopter"}
+
+    report = check_outputs(out / "sim-test-1", 48, 48, frames=5)  # the checkpoint's own sim size
+    assert report["source"]["kind"] == "sim" and report["source"]["seed"] == 1
+    assert report["metrics"]["aif"]["psnr"] > 0 and "depth" in report["metrics"]
+
+
+def test_refocus_checkpoint_file_on_a_resized_tiled_sim(runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    aif = load_aif_module()
+    assert aif.main(["--ckpt", str(runs["refocus"]), "--input", "sim:2", "--out", str(out), "--frames", "4",
+                     "--sim-size", "40x72", "--tile", "40", "--grid", "2", "--max-slices", "3",
+                     "--device", "cpu"]) == 0
+    report = check_outputs(out / "sim-test-2", 40, 72, frames=4)
+    assert report["checkpoint"]["stage"] == "refocus" and report["checkpoint"]["merge"] == "sobel_energy"
+    assert "no merge net" in report["checkpoint"]["note"] and "merge sobel_energy" in capsys.readouterr().err
+    assert report["pipeline"]["tile_px"] == 40 and report["patch_grid"]["grid_size"] == 2
+    assert len(report["slice_times_us"]) <= 3
+
+
+def test_bad_inputs_name_the_problem(runs, tmp_path, capsys):
+    aif = load_aif_module()
+    captures = tmp_path / "captures"
+    write_capture(captures, "scene", truth=False)
+    (tmp_path / "not_a_ckpt.ckpt").write_text("hello")
+    torch.save({"weights": 1}, tmp_path / "foreign.ckpt")
+    (tmp_path / "empty_run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "no_captures" / "blurry").mkdir(parents=True)
+    (tmp_path / "no_captures" / "events").mkdir(parents=True)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    out = ["--out", str(tmp_path / "out")]
+    merge, inputs = ["--ckpt", str(runs["merge"])], ["--input", str(captures)]
+    cases = [
+        (["--ckpt", str(tmp_path / "missing.ckpt"), *inputs], "missing.ckpt does not exist"),
+        (["--ckpt", str(tmp_path / "not_a_ckpt.ckpt"), *inputs], "not a readable checkpoint"),
+        (["--ckpt", str(tmp_path / "foreign.ckpt"), *inputs], "not an evfocus checkpoint"),
+        (["--ckpt", str(tmp_path / "empty_run"), *inputs], "holds no checkpoint"),
+        ([*merge, "--input", str(tmp_path / "nowhere")], "nowhere: no such file or folder"),
+        ([*merge, "--input", str(tmp_path / "no_captures")], "no_captures: no captures"),
+        ([*merge, "--input", str(tmp_path / "plain")], "not a capture folder"),
+        ([*merge, "--input", str(tmp_path / "notes.txt")], "notes.txt: not a capture folder or a capture file"),
+        ([*merge, *inputs, "--name", "scene", "--name", "nope"], "no capture named nope in the folder input(s)"),
+        ([*merge, "--input", str(captures / "blurry" / "other.png")], "no such file or folder"),
+        ([*merge, "--input", "sim:1-x"], "expected seeds like sim:1"),
+        ([*merge, "--input", "sim:3-1"], "range 3-1 runs backwards"),
+        ([*merge, *inputs, "--sim-size", "40x40"], "--sim-size applies to sim: inputs"),
+        ([*merge, *inputs, "--frames", "-1"], "--frames must be in 0.."),
+        ([*merge, *inputs, "--tile", "20"], "--tile must exceed"),
+        ([*merge, *inputs, "--out", str(tmp_path / "notes.txt")], "exists and is not a folder"),
+        ([*merge, "--input", str(captures / "blurry" / "scene.png"), "--grid", "50"], "50x50 search grid does not fit"),
+        ([*merge, *inputs, "sim:1", "sim:1"], "both named 'sim-test-1'"),
+    ]
+    for args, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            aif.main([*out, *args])  # a case's own --out comes last and wins
+        stderr = capsys.readouterr().err
+        assert exit_info.value.code == 2, (args, stderr)
+        assert message in stderr, (args, stderr)
+
+    bad_x = np.array([[10, 3, 2, 1], [20, WIDTH, 1, 0]])  # x = WIDTH is off the sensor
+    write_capture(tmp_path / "bad_x", "scene", events=bad_x)
+    late = np.array([[10, 3, 2, 1], [SWEEP_US + 5, 1, 1, 0]])  # after the sweep's end
+    write_capture(tmp_path / "late", "scene", events=late)
+    for root, message in ((tmp_path / "bad_x", "'x' spans [3, 56]"), (tmp_path / "late", "outside the sweep")):
+        with pytest.raises(SystemExit) as exit_info:
+            aif.main([*merge, "--input", str(root), *out])
+        stderr = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in stderr, stderr
+        assert str(root / "events" / "scene.npy") in stderr, stderr
