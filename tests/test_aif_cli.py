@@ -16,6 +16,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_overrides
 
 from evfocus.config import load_config
 from evfocus.training.run import train
@@ -31,26 +32,11 @@ REPORT_KEYS = {
 OUTPUT_FILES = ("aif.png", "depth.png", "depth.npy", "weights.png", "refocus.gif", "report.json")
 
 
-def tiny_overrides(tmp_path: Path) -> list[str]:
-    """tests/test_train.py's tiny sizes plus a tiny merge net and search grid: both runs take seconds."""
-    return [
-        f"runs_dir={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}",
-        "sim.height=48", "sim.width=48", "sim.num_frames=16", "sim.max_blur_radius_px_range=[1.0,3.0]",
-        "data.crop_size=32", "data.efs_fine_bins=32", "data.num_bins=4", "data.batch_size=2",
-        "data.samples_per_sweep=2", "data.shuffle_buffer=2", "data.num_workers=0",
-        "data.train_sweeps_per_epoch=2", "data.val_sweeps=1", "data.test_sweeps=1", "data.eval_pairs_per_sweep=2",
-        "model.width=8", "model.depth=2", "optim.warmup_steps=0", "trainer.precision=32",
-        "logging.image_every_n_steps=1", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
-        "merge_model.width=8", "merge_model.depth=2", "pipeline.search.grid_size=4", "stack.oracle_grid=2",
-        "logging.wandb.enabled=false", "trainer.max_epochs=1",
-    ]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """{"refocus": its best .ckpt file, "merge": the merge run *folder*} from two tiny training runs."""
     tmp = tmp_path_factory.mktemp("aif_runs")
-    overrides = tiny_overrides(tmp)
+    overrides = tiny_overrides(tmp, "logging.wandb.enabled=false", "trainer.max_epochs=1")
     _, refocus = train(load_config(ROOT / "configs/quickstart.yaml", [*overrides, "run_name=refocus"]))
     _, merge = train(load_config(ROOT / "configs/merge.yaml",
                                  [*overrides, "run_name=merge", f"stack.refocus_ckpt={refocus['run_dir']}"]))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_overrides
 from torch.utils.data import default_collate
 
 from evfocus.config import ConfigError, load_config
@@ -19,17 +20,8 @@ ROOT = Path(__file__).parents[1]
 
 
 def tiny(tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        f"runs_dir={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}",
-        "sim.height=48", "sim.width=48", "sim.num_frames=16", "sim.max_blur_radius_px_range=[1.0,3.0]",
-        "data.crop_size=32", "data.efs_fine_bins=32", "data.num_bins=4", "data.batch_size=2",
-        "data.samples_per_sweep=2", "data.shuffle_buffer=2", "data.num_workers=0", "data.train_sweeps_per_epoch=2",
-        "data.val_sweeps=1", "data.test_sweeps=2", "data.eval_pairs_per_sweep=2", "model.width=8", "model.depth=2",
-        "merge_model.width=8", "merge_model.depth=2", "pipeline.search.grid_size=4", "stack.oracle_grid=2",
-        "stack.max_slices=3", "optim.warmup_steps=0", "trainer.precision=32", "trainer.max_epochs=1",
-        "trainer.enable_progress_bar=false", "logging.wandb.enabled=false", "logging.image_every_n_steps=0",
-        *extra,
-    ]
+    return tiny_overrides(tmp_path, "data.test_sweeps=2", "stack.max_slices=3", "trainer.max_epochs=1",
+                          "logging.wandb.enabled=false", "logging.image_every_n_steps=0", *extra)
 
 
 @pytest.fixture(scope="module")

@@ -10,25 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_overrides
 
 from evfocus.config import load_config
 from evfocus.training.run import train
 
 ROOT = Path(__file__).parents[1]
 TRAIN = ROOT / "src" / "train.py"
-
-
-def tiny_overrides(tmp_path: Path) -> list[str]:
-    """Tiny sizes for CPU tests: 48x48 sweeps of 16 frames, a width-8 net."""
-    return [
-        f"runs_dir={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}",
-        "sim.height=48", "sim.width=48", "sim.num_frames=16", "sim.max_blur_radius_px_range=[1.0,3.0]",
-        "data.crop_size=32", "data.efs_fine_bins=32", "data.num_bins=4", "data.batch_size=2",
-        "data.samples_per_sweep=2", "data.shuffle_buffer=2", "data.num_workers=0",
-        "data.train_sweeps_per_epoch=2", "data.val_sweeps=1", "data.test_sweeps=1", "data.eval_pairs_per_sweep=2",
-        "model.width=8", "model.depth=2", "optim.warmup_steps=0", "trainer.precision=32",
-        "logging.image_every_n_steps=1", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
-    ]
 
 
 def run_cli(args: list[str], **kwargs) -> subprocess.CompletedProcess:
