@@ -220,6 +220,22 @@ def test_reference_mode_agrees_and_costs_twice_per_patch() -> None:
     assert reference.probes_t_us.shape[1] == 2 * (batched.probes_t_us.shape[1] - 1)
 
 
+def test_capping_crops_per_call_changes_the_calls_not_the_answer() -> None:
+    peaks = random_peaks(seed=6)
+    image = scene(peaks)
+    whole = focus_search(image, IMAGE_TIME_US, ramp_stack(), contrast_refocus, config(min_events=0))
+    sizes = []
+
+    def recording_refocus(images, events):
+        sizes.append(images.shape[0])
+        return contrast_refocus(images, events)
+
+    capped = focus_search(image, IMAGE_TIME_US, ramp_stack(), recording_refocus,
+                          config(min_events=0, max_crops_per_call=5))
+    assert torch.equal(capped.times_us, whole.times_us)
+    assert max(sizes) == 5 and capped.num_refocus_calls == len(sizes) > whole.num_refocus_calls
+
+
 def test_blurred_stand_in_is_found_with_gradient_energy() -> None:
     peaks = random_peaks(seed=5)
     cfg = config(sharpness="gradient", tolerance_us=10_000.0, min_events=0)

@@ -177,6 +177,7 @@ class SearchSettings:
     # events per patch; the reference uses 1000 at ~15 k events per patch)
     tolerance_events: float | None = None
     max_iters: int = 30
+    max_crops_per_call: int | None = 8  # patch crops per network call (CPU: small calls are faster)
     min_events_per_px: float = 0.2  # patches with fewer events keep the input frame (efs_dev: 0.44-1.45/px)
 
 
@@ -349,9 +350,10 @@ def validate(cfg: DictConfig) -> None:
     except scene_module.SceneConfigError as error:  # SceneConfig's own message, with the config key
         message = str(error).replace("SceneConfig.", "sim.scene.").replace("SceneConfig:", "sim.scene:")
         raise ConfigError(message) from None
-    tolerance_events = cfg.pipeline.search.tolerance_events
-    if tolerance_events is not None and tolerance_events <= 0:
-        raise ConfigError(f"pipeline.search.tolerance_events: must be positive (or null), got {tolerance_events}")
+    for key in ("pipeline.search.tolerance_events", "pipeline.search.max_crops_per_call", "pipeline.tile_px"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{key}: must be positive (or null), got {value}")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers: must be >= 0, got {cfg.data.num_workers}")
 

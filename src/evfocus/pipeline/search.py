@@ -231,6 +231,7 @@ class SearchConfig:
     tolerance_events: float = 1_000.0
     max_iters: int = 30
     min_events: int = 2_000
+    max_crops_per_call: int | None = None  # None: all open patches in one network call
 
     def __post_init__(self) -> None:
         if self.domain not in ("time", "events"):
@@ -240,6 +241,8 @@ class SearchConfig:
         for name in ("tolerance_us", "tolerance_events"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_crops_per_call is not None and self.max_crops_per_call < 1:
+            raise ValueError(f"max_crops_per_call must be >= 1 or None, got {self.max_crops_per_call}")
         for name, lowest in (("num_bins", 1), ("grid_size", 1), ("max_iters", 1), ("margin_px", 0),
                              ("min_events", 0)):
             if getattr(self, name) < lowest:
@@ -305,8 +308,12 @@ class _Prober:
         events = segments_from_cumulative(self.cumulative_crops, self.t_start_us, self.t_end_us, t0_us,
                                           t_us, self.config.num_bins, crop_index=patch_index)
         images = self.image_crops[patch_index]
-        refocused = self.refocus(images, events)
-        self.num_calls += 1
+        # Big batches of small crops run slower per crop on a CPU (measured: 197 ms per 49x60 crop in
+        # one call of 64, 124 ms in calls of 8), so the caller may cap the crops per network call.
+        chunk = self.config.max_crops_per_call or len(patch_index)
+        refocused = torch.cat([self.refocus(i, e) for i, e in zip(images.split(chunk), events.split(chunk),
+                                                                    strict=True)])
+        self.num_calls += math.ceil(len(patch_index) / chunk)
         if refocused.shape != images.shape:
             raise ValueError(f"refocus returned shape {tuple(refocused.shape)} for input images of shape "
                              f"{tuple(images.shape)}; it must keep (N, C, h, w)")

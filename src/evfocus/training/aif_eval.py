@@ -42,7 +42,7 @@ def build_pipeline_config(settings: DictConfig, num_bins: int, efs_fine_bins: in
     search_config = SearchConfig(
         num_bins=num_bins, grid_size=search.grid_size, margin_px=search.margin_px, domain=search.domain,
         sharpness=search.sharpness, tolerance_us=search.tolerance_fraction * sweep.schedule.duration_us,
-        tolerance_events=tolerance_events, max_iters=search.max_iters,
+        tolerance_events=tolerance_events, max_iters=search.max_iters, max_crops_per_call=search.max_crops_per_call,
         min_events=round(search.min_events_per_px * patch_px),
     )
     return PipelineConfig(search=search_config, efs_fine_bins=efs_fine_bins, max_slices=settings.max_slices,
