@@ -287,13 +287,13 @@ def pipeline_settings(cfg: DictConfig, args: argparse.Namespace) -> DictConfig:
     return settings
 
 
-def sweep_pipeline_config(settings: DictConfig, cfg: DictConfig, sweep: Sweep) -> PipelineConfig:
+def sweep_pipeline_config(settings: DictConfig, cfg: DictConfig, sweep: Sweep, device: torch.device) -> PipelineConfig:
     """Per sweep, because tolerances and event floors scale with its size and duration."""
     grid = settings.search.grid_size
     if grid > min(sweep.height, sweep.width):
         raise InputError(f"{sweep.name}: a {grid}x{grid} search grid does not fit its "
                          f"{sweep.height}x{sweep.width} image (use a smaller --grid)")
-    return build_pipeline_config(settings, cfg.data.num_bins, cfg.data.efs_fine_bins, sweep)
+    return build_pipeline_config(settings, cfg.data.num_bins, cfg.data.efs_fine_bins, sweep, device=device)
 
 
 @torch.no_grad()
@@ -459,7 +459,7 @@ def process(source: SweepSource, model: Model, settings: DictConfig, args: argpa
     started = time.perf_counter()
     sweep = source.load()
     cfg = model.checkpoint.cfg
-    config = sweep_pipeline_config(settings, cfg, sweep)
+    config = sweep_pipeline_config(settings, cfg, sweep, device)
     seconds = {"load": time.perf_counter() - started}
     result = AIFPipeline(model.refocus, model.merge, config)(sweep, device)
     seconds.update(result.seconds)

@@ -177,7 +177,7 @@ class SearchSettings:
     # events per patch; the reference uses 1000 at ~15 k events per patch)
     tolerance_events: float | None = None
     max_iters: int = 30
-    max_crops_per_call: int | None = 8  # patch crops per network call (CPU: small calls are faster)
+    max_crops_per_call: int | None = None  # patch crops per network call; None: 8 on CPU, all on a GPU
     min_events_per_px: float = 0.2  # patches with fewer events keep the input frame (efs_dev: 0.44-1.45/px)
 
 
@@ -188,7 +188,7 @@ class PipelineSettings:
     search: SearchSettings = field(default_factory=SearchSettings)
     max_slices: int = 8
     merge_window_fraction: float = 0.015625  # merge events: ± this fraction of the sweep per slice
-    slices_per_batch: int = 8
+    slices_per_batch: int | None = None  # full-image refocus batch; None: 1 on CPU, 8 on a GPU
     tile_px: int | None = None
     eval_sweeps: int | None = None  # AIF-evaluate the first N test sweeps only (None: all)
 
@@ -258,7 +258,7 @@ POSITIVE = (
     "data.test_sweeps", "data.eval_pairs_per_sweep", "model.width", "model.depth", "optim.lr",
     "merge_model.width", "merge_model.depth", "pipeline.search.grid_size", "pipeline.search.tolerance_fraction",
     "pipeline.search.max_iters", "pipeline.max_slices",
-    "pipeline.merge_window_fraction", "pipeline.slices_per_batch", "stack.max_slices", "stack.oracle_grid",
+    "pipeline.merge_window_fraction", "stack.max_slices", "stack.oracle_grid",
     "stack.search_tolerance_fraction",
 )
 
@@ -350,7 +350,8 @@ def validate(cfg: DictConfig) -> None:
     except scene_module.SceneConfigError as error:  # SceneConfig's own message, with the config key
         message = str(error).replace("SceneConfig.", "sim.scene.").replace("SceneConfig:", "sim.scene:")
         raise ConfigError(message) from None
-    for key in ("pipeline.search.tolerance_events", "pipeline.search.max_crops_per_call", "pipeline.tile_px"):
+    for key in ("pipeline.search.tolerance_events", "pipeline.search.max_crops_per_call", "pipeline.slices_per_batch",
+                "pipeline.tile_px"):
         value = OmegaConf.select(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{key}: must be positive (or null), got {value}")

@@ -31,10 +31,20 @@ from evfocus.training.metrics import ImageQualityMetrics
 DEPTH_KEYS = ("abs_rel", "rmse_m", "rmse_diopter")
 
 
+# Batch sizes left unset pick per device: on a CPU, big batches of network inputs run slower per
+# item (benchmarks/RESULTS.md: 49x60 crops 197 ms each in calls of 64 vs 124 ms in calls of 8;
+# 260x346 frames 4.49 s each in a batch of 5 vs 2.95 s alone), on a GPU they fill the device.
+CPU_CROPS_PER_CALL, CPU_SLICES_PER_BATCH, GPU_SLICES_PER_BATCH = 8, 1, 8
+
+
 def build_pipeline_config(settings: DictConfig, num_bins: int, efs_fine_bins: int, sweep: Sweep,
-                          mode: PipelineMode = "batched") -> PipelineConfig:
-    """The pipeline settings for one sweep: tolerances and event floors scale with its size and length."""
+                          mode: PipelineMode = "batched", device: torch.device | str = "cpu") -> PipelineConfig:
+    """The pipeline settings for one sweep on ``device``: tolerances and event floors scale with the
+    sweep's size and length, unset batch sizes with the device."""
     search = settings.search
+    on_cpu = torch.device(device).type == "cpu"
+    crops_per_call = search.max_crops_per_call or (CPU_CROPS_PER_CALL if on_cpu else None)
+    slices_per_batch = settings.slices_per_batch or (CPU_SLICES_PER_BATCH if on_cpu else GPU_SLICES_PER_BATCH)
     patch_px = sweep.height * sweep.width / search.grid_size**2
     tolerance_events = search.tolerance_events
     if tolerance_events is None:
@@ -42,12 +52,12 @@ def build_pipeline_config(settings: DictConfig, num_bins: int, efs_fine_bins: in
     search_config = SearchConfig(
         num_bins=num_bins, grid_size=search.grid_size, margin_px=search.margin_px, domain=search.domain,
         sharpness=search.sharpness, tolerance_us=search.tolerance_fraction * sweep.schedule.duration_us,
-        tolerance_events=tolerance_events, max_iters=search.max_iters, max_crops_per_call=search.max_crops_per_call,
+        tolerance_events=tolerance_events, max_iters=search.max_iters, max_crops_per_call=crops_per_call,
         min_events=round(search.min_events_per_px * patch_px),
     )
     return PipelineConfig(search=search_config, efs_fine_bins=efs_fine_bins, max_slices=settings.max_slices,
                           merge_window_fraction=settings.merge_window_fraction,
-                          slices_per_batch=settings.slices_per_batch, tile_px=settings.tile_px, mode=mode)
+                          slices_per_batch=slices_per_batch, tile_px=settings.tile_px, mode=mode)
 
 
 def fit_integration_contrast(cfg: DictConfig) -> float:
@@ -92,9 +102,10 @@ class AIFEvaluator(nn.Module):
         self.refocus_calls: list[int] = []
         self.num_slices: list[int] = []
 
-    def _pipeline(self, refocus: RefocusFn, merge: MergeFn | None, sweep: Sweep) -> AIFPipeline:
+    def _pipeline(self, refocus: RefocusFn, merge: MergeFn | None, sweep: Sweep,
+                  device: torch.device) -> AIFPipeline:
         config = build_pipeline_config(self.cfg.pipeline, self.cfg.data.num_bins, self.cfg.data.efs_fine_bins,
-                                       sweep)
+                                       sweep, device=device)
         return AIFPipeline(refocus, merge, config)
 
     @torch.no_grad()
@@ -104,11 +115,11 @@ class AIFEvaluator(nn.Module):
             raise ValueError(f"{sweep.name}: the AIF evaluation needs a ground-truth all-in-focus image")
         target = sweep.aif.to(device)[None]
         runs: dict[str, Callable[[], AIFResult]] = {
-            "pipeline": lambda: self._pipeline(refocus, merge, sweep)(sweep, device),
+            "pipeline": lambda: self._pipeline(refocus, merge, sweep, device)(sweep, device),
         }
         if self.integration_contrast is not None:
             integrator = EventIntegrator(self.integration_contrast)
-            runs["integration"] = lambda: self._pipeline(integrator, None, sweep)(sweep, device)
+            runs["integration"] = lambda: self._pipeline(integrator, None, sweep, device)(sweep, device)
         results = {name: run() for name, run in runs.items()}
         if self.references:  # same search and stack, Sobel merge (the refocus stage has no other merge)
             results["gradient_merge"] = (sobel_remerge(results["pipeline"], sweep.schedule) if merge is not None
