@@ -97,7 +97,9 @@ class AIFEvaluator(nn.Module):
         elif integration_contrast is None:
             self.methods.remove("integration")
         self.image_metrics = nn.ModuleDict({m: ImageQualityMetrics(lpips=lpips) for m in self.methods})
-        self.depth = {m: _DepthMeans() for m in self.methods if m != "identity"}
+        # "mid_sweep": one constant depth, the sweep's middle focus (in diopters) — the floor a
+        # depth-from-focus map must beat to say anything about the scene.
+        self.depth = {m: _DepthMeans() for m in [*self.methods, "mid_sweep"] if m != "identity"}
         self.seconds: dict[str, list[float]] = {m: [] for m in self.methods if m != "identity"}
         self.refocus_calls: list[int] = []
         self.num_slices: list[int] = []
@@ -129,6 +131,11 @@ class AIFEvaluator(nn.Module):
             self.seconds[name].append(result.seconds["total"])
             if sweep.depth_m is not None:
                 self.depth[name].update(depth_errors(result.depth_m, sweep.depth_m.to(device)))
+        if sweep.depth_m is not None:
+            schedule = sweep.schedule
+            mid_sweep_m = 2.0 / (schedule.near_diopter + schedule.far_diopter)
+            truth = sweep.depth_m.to(device)
+            self.depth["mid_sweep"].update(depth_errors(torch.full_like(truth, mid_sweep_m), truth))
         self.image_metrics["identity"].update(sweep.image.to(device)[None], target)
         self.refocus_calls.append(results["pipeline"].num_refocus_calls)
         self.num_slices.append(len(results["pipeline"].slice_times_us))

@@ -115,11 +115,11 @@ class StageModule(L.LightningModule):
     def _log_aif_table(self, summary: dict[str, Any]) -> None:
         columns = ["method", "psnr", "ssim", "lpips", "abs_rel", "rmse_m", "rmse_diopter", "seconds_per_sweep"]
         rows = []
-        for method, image in summary["aif"].items():
+        for method in [*summary["aif"], *(m for m in summary["depth"] if m not in summary["aif"])]:
+            image = summary["aif"].get(method, {})
             depth = summary["depth"].get(method, {})
-            rows.append([method, image["psnr"], image["ssim"], image["lpips"], depth.get("abs_rel"),
-                         depth.get("rmse_m"), depth.get("rmse_diopter"),
-                         summary["seconds_per_sweep"].get(method)])
+            rows.append([method, image.get("psnr"), image.get("ssim"), image.get("lpips"), depth.get("abs_rel"),
+                         depth.get("rmse_m"), depth.get("rmse_diopter"), summary["seconds_per_sweep"].get(method)])
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_table(key="test/aif_table", columns=columns, data=rows)
