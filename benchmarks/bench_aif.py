@@ -60,9 +60,12 @@ class TimedNet:
         self.net, self.device = net, device
         self.calls: list[tuple[int, int, int, float]] = []  # (batch, height, width, seconds)
 
-    def __call__(self, *inputs: Tensor) -> Any:
+    def __getattr__(self, name: str) -> Any:  # e.g. encode_image, which the search uses when present
+        return getattr(self.net, name)
+
+    def __call__(self, *inputs: Tensor, **options: Any) -> Any:
         start = time.perf_counter()
-        output = self.net(*inputs)
+        output = self.net(*inputs, **options)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.calls.append((*inputs[0].shape[:1], *inputs[0].shape[-2:], time.perf_counter() - start))

@@ -173,3 +173,13 @@ def test_event_gain_starts_as_event_integration():
     expected = integrate_events(image, events, 0.07, log_eps=net.log_eps)
     assert torch.allclose(net(image, events), expected, atol=1e-5)
     assert net.event_gain.requires_grad
+
+
+def test_cached_image_features_give_the_same_output():
+    net = tiny_net().eval()
+    perturb_head(net)
+    image, events = inputs(3, 21, 30)
+    with torch.no_grad():
+        direct = net(image, events)
+        cached = net(image, events, image_features=net.encode_image(image))
+    assert torch.allclose(direct, cached, atol=1e-6)

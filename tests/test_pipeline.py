@@ -69,6 +69,20 @@ def test_refocus_stack_applies_the_refocus_function_to_each_segment():
     assert torch.allclose(slices[0], image.clamp(0, 1))  # no events between t0 and t0
 
 
+def test_refocus_stack_encodes_the_frame_once_when_the_net_can():
+    from evfocus.models.refocus import EvRefocusNet
+
+    torch.manual_seed(0)
+    net = EvRefocusNet(num_bins=4, width=8, depth=2, event_gain_init=0.1).eval()
+    torch.nn.init.normal_(net.to_residual.weight, std=0.05)
+    stack = EventFocalStack.from_events(_stream(), 0, 10_000, 50)
+    image, times = torch.rand(3, 16, 16), torch.tensor([1000.0, 4000.0, 9000.0], dtype=torch.float64)
+    with torch.no_grad():
+        cached, _ = refocus_stack(net, image, 0, stack, times, 4, slices_per_batch=2)
+        plain, _ = refocus_stack(lambda i, e: net(i, e), image, 0, stack, times, 4, slices_per_batch=2)
+    assert torch.allclose(cached, plain, atol=1e-6)
+
+
 def test_merge_events_windows_are_clipped_to_the_sweep():
     events = _stream()
     stack = EventFocalStack.from_events(events, 0, 10_000, 100)

@@ -236,6 +236,23 @@ def test_capping_crops_per_call_changes_the_calls_not_the_answer() -> None:
     assert max(sizes) == 5 and capped.num_refocus_calls == len(sizes) > whole.num_refocus_calls
 
 
+def test_a_refocus_net_with_an_image_encoder_is_fed_cached_features() -> None:
+    from evfocus.models.refocus import EvRefocusNet
+
+    torch.manual_seed(0)
+    net = EvRefocusNet(num_bins=4, width=8, depth=2, event_gain_init=0.2).eval()
+    torch.nn.init.normal_(net.to_residual.weight, std=0.05)
+    encoded = []
+    net.encode_image = lambda images: encoded.append(len(images)) or EvRefocusNet.encode_image(net, images)
+    image = scene(random_peaks(seed=7))
+    cfg = config(min_events=0, max_crops_per_call=6)
+    cached = focus_search(image, IMAGE_TIME_US, ramp_stack(), net, cfg)
+    plain = focus_search(image, IMAGE_TIME_US, ramp_stack(), lambda i, e: net(i, e), cfg)
+    assert sum(encoded) == GRID * GRID  # every crop encoded once, not once per probe
+    torch.testing.assert_close(cached.times_us, plain.times_us)
+    torch.testing.assert_close(cached.probes_sharpness, plain.probes_sharpness, equal_nan=True)
+
+
 def test_blurred_stand_in_is_found_with_gradient_energy() -> None:
     peaks = random_peaks(seed=5)
     cfg = config(sharpness="gradient", tolerance_us=10_000.0, min_events=0)

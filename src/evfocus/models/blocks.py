@@ -173,8 +173,10 @@ class DualEncoder(nn.Module):
         self.widths = level_widths(width, depth)
         self.out_channels = [2 * c for c in self.branch_a.out_channels]
 
-    def forward(self, a: Tensor, b: Tensor) -> list[Tensor]:
-        return [torch.cat(pair, dim=1) for pair in zip(self.branch_a(a), self.branch_b(b), strict=True)]
+    def forward(self, a: Tensor, b: Tensor, a_features: list[Tensor] | None = None) -> list[Tensor]:
+        """Fused skips; ``a_features`` (from ``branch_a(a)``) skips branch a when its input repeats."""
+        features = self.branch_a(a) if a_features is None else a_features
+        return [torch.cat(pair, dim=1) for pair in zip(features, self.branch_b(b), strict=True)]
 
 
 class FusionDecoder(nn.Module):

@@ -77,13 +77,20 @@ class EvRefocusNet(nn.Module):
                 f"events {tuple(events.shape)} and image {tuple(image.shape)} differ in N, H or W"
             )
 
-    def forward(self, image: Tensor, events: Tensor) -> Tensor:
+    def encode_image(self, image: Tensor) -> list[Tensor]:
+        """The log-image branch's features, to pass back as ``image_features`` while only the events
+        change (the focus search probes one patch at many times: a quarter of the net's FLOPs saved)."""
+        return self.encoder.branch_a(self._padded_log(image))
+
+    def _padded_log(self, image: Tensor) -> Tensor:
+        return pad_to_multiple(torch.log(image + self.log_eps), self.stride)
+
+    def forward(self, image: Tensor, events: Tensor, image_features: list[Tensor] | None = None) -> Tensor:
         """(N, C, H, W) frame in [0, 1] + (N, B, H, W) signed event bins → (N, C, H, W) refocused frame."""
         self._check_inputs(image, events)
         h, w = image.shape[-2:]
-        log_image = torch.log(image + self.log_eps)
-        skips = self.encoder(pad_to_multiple(log_image, self.stride),
-                             pad_to_multiple(events.to(image.dtype), self.stride))
+        skips = self.encoder(self._padded_log(image), pad_to_multiple(events.to(image.dtype), self.stride),
+                             image_features)
         residual = self.to_residual(self.head(self.decoder(skips)))[..., :h, :w]
         if self.event_gain is not None:
             residual = residual + self.event_gain * events.sum(dim=1, keepdim=True).to(residual.dtype)

@@ -158,13 +158,23 @@ def run_tiled(fn: Callable[..., Tensor], inputs: list[Tensor], tile_px: int | No
 def refocus_stack(refocus: RefocusFn, image: Tensor, image_time_us: float, focal_stack: EventFocalStack,
                   times_us: Tensor, num_bins: int, slices_per_batch: int = 8, tile_px: int | None = None,
                   tile_overlap_px: int = 16) -> tuple[Tensor, int]:
-    """The frame (C,H,W) refocused at every time in ``times_us`` (S,) → ((S,C,H,W), refocus calls)."""
+    """The frame (C,H,W) refocused at every time in ``times_us`` (S,) → ((S,C,H,W), refocus calls).
+
+    Untiled, a refocus net with ``encode_image`` encodes the frame once for all slices.
+    """
+    encode = getattr(refocus, "encode_image", None)
+    tiled = tile_px is not None and max(image.shape[-2:]) > tile_px
+    features = None if encode is None or tiled else encode(image[None])
     slices, calls = [], 0
     for chunk in times_us.split(slices_per_batch):
         t0 = torch.full_like(chunk, float(image_time_us), dtype=torch.float64)
         events = focal_stack.segments(t0, chunk.to(torch.float64), num_bins)
         images = image[None].expand(len(chunk), *image.shape)
-        slices.append(run_tiled(refocus, [images, events], tile_px, tile_overlap_px))
+        if features is None:
+            slices.append(run_tiled(refocus, [images, events], tile_px, tile_overlap_px))
+        else:
+            cached = [level.expand(len(chunk), *level.shape[1:]) for level in features]
+            slices.append(refocus(images, events, image_features=cached))
         calls += 1
     return torch.cat(slices), calls
 

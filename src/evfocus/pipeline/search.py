@@ -290,6 +290,12 @@ class _Prober:
         self.t_start_us, self.t_end_us = float(focal_stack.t_start_us), float(focal_stack.t_end_us)
         self.refocus, self.config, self.counts = refocus, config, counts
         self.num_calls = 0
+        # A refocus net that can encode its image input once (EvRefocusNet.encode_image) is given
+        # each crop's image features with every probe: the crops never change, only the events do.
+        self.chunk = config.max_crops_per_call or grid.num_patches
+        encode = getattr(refocus, "encode_image", None)
+        self.image_features = None if encode is None else [
+            torch.cat(level) for level in zip(*(encode(c) for c in self.image_crops.split(self.chunk)), strict=True)]
         num_patches = grid.num_patches
         self.probe_t_us = torch.full((num_patches, max_probes), math.nan, dtype=torch.float64,
                                      device=image.device)
@@ -307,22 +313,27 @@ class _Prober:
         t0_us = torch.full_like(t_us, self.image_time_us)
         events = segments_from_cumulative(self.cumulative_crops, self.t_start_us, self.t_end_us, t0_us,
                                           t_us, self.config.num_bins, crop_index=patch_index)
-        images = self.image_crops[patch_index]
         # Big batches of small crops run slower per crop on a CPU (measured: 197 ms per 49x60 crop in
         # one call of 64, 124 ms in calls of 8), so the caller may cap the crops per network call.
-        chunk = self.config.max_crops_per_call or len(patch_index)
-        refocused = torch.cat([self.refocus(i, e) for i, e in zip(images.split(chunk), events.split(chunk),
-                                                                    strict=True)])
-        self.num_calls += math.ceil(len(patch_index) / chunk)
-        if refocused.shape != images.shape:
+        refocused = torch.cat([self._refocus(index, events_chunk) for index, events_chunk
+                               in zip(patch_index.split(self.chunk), events.split(self.chunk), strict=True)])
+        self.num_calls += math.ceil(len(patch_index) / self.chunk)
+        expected = (len(patch_index), *self.image_crops.shape[1:])
+        if tuple(refocused.shape) != expected:
             raise ValueError(f"refocus returned shape {tuple(refocused.shape)} for input images of shape "
-                             f"{tuple(images.shape)}; it must keep (N, C, h, w)")
+                             f"{expected}; it must keep (N, C, h, w)")
         sharpness = patch_sharpness(refocused, self.mask[patch_index], self.config.sharpness).float()
         slot = self.probe_count[patch_index]
         self.probe_t_us[patch_index, slot] = t_us
         self.probe_sharpness[patch_index, slot] = sharpness
         self.probe_count[patch_index] += 1
         return sharpness
+
+    def _refocus(self, patch_index: Tensor, events: Tensor) -> Tensor:
+        images = self.image_crops[patch_index]
+        if self.image_features is None:
+            return self.refocus(images, events)
+        return self.refocus(images, events, image_features=[f[patch_index] for f in self.image_features])
 
 
 def _interior_points(lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
