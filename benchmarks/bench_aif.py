@@ -41,13 +41,12 @@ import torch
 from torch import Tensor
 
 from evfocus.config import load_config
+from evfocus.models.build import build_merge_net, build_refocus_net
 from evfocus.pipeline.aif import AIFPipeline, AIFResult
 from evfocus.pipeline.search import PatchGrid, patch_event_counts
 from evfocus.sim.simulator import SweepSimulator
 from evfocus.sweep import Sweep
 from evfocus.training.aif_eval import build_pipeline_config
-from evfocus.training.base_module import build_refocus_net
-from evfocus.training.stack_module import build_merge_net
 
 STEPS = ("events", "search", "stack", "merge", "total")
 SIM_OVERRIDES = ["sim.event_model=ideal", "sim.ideal.threshold_range=[0.12,0.12]", "sim.event_response=linear"]

@@ -43,9 +43,9 @@ from evfocus.config import load_config
 from evfocus.data.datamodule import SimulatedSweepDataModule
 from evfocus.data.simulated import SimulatedRefocusStream, derive_seed
 from evfocus.events.voxel import EventFocalStack
+from evfocus.models.build import build_refocus_net
 from evfocus.sim.simulator import SweepSimulator
 from evfocus.training.losses import ReconstructionLoss
-from evfocus.training.refocus_module import build_refocus_net
 
 STAGES = ("scene", "luma render", "events", "rgb render", "aif+depth", "sim other",
           "efs build", "efs segments", "cut other")

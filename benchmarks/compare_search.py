@@ -19,9 +19,7 @@ from evfocus.data.simulated import build_eval_sweeps
 from evfocus.pipeline.aif import AIFPipeline
 from evfocus.pipeline.depth import depth_errors
 from evfocus.training.aif_eval import build_pipeline_config
-from evfocus.training.base_module import build_refocus_net
-from evfocus.training.checkpoints import load_stage_checkpoint, load_weights
-from evfocus.training.stack_module import build_merge_net
+from evfocus.training.checkpoints import load_nets, load_stage_checkpoint
 
 
 def main() -> None:
@@ -33,10 +31,7 @@ def main() -> None:
 
     checkpoint = load_stage_checkpoint(args.ckpt)
     cfg = checkpoint.cfg
-    refocus = load_weights(build_refocus_net(cfg), checkpoint, "refocus_net.", "refocus net").eval()
-    merge = None
-    if checkpoint.stage in ("merge", "joint"):
-        merge = load_weights(build_merge_net(cfg), checkpoint, "merge_net.", "merge net").eval()
+    refocus, merge = load_nets(checkpoint)
     sweeps = build_eval_sweeps(cfg, "val", cfg.seed)[: args.sweeps]
 
     print(f"checkpoint {checkpoint.path} (stage {checkpoint.stage}); {len(sweeps)} validation sweeps "

@@ -48,7 +48,6 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 from torch import Tensor, nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
@@ -60,10 +59,10 @@ from evfocus.events.stream import EventStreamError
 from evfocus.events.voxel import EventFocalStack, EventRepresentationError
 from evfocus.optics import FocusSchedule, OpticsError
 from evfocus.pipeline.aif import AIFPipeline, AIFResult, PipelineConfig, refocus_stack
-from evfocus.pipeline.depth import depth_errors
+from evfocus.pipeline.depth import depth_errors, normalised_diopter
 from evfocus.sweep import Sweep, SweepError
 from evfocus.training.aif_eval import build_pipeline_config
-from evfocus.training.checkpoints import CheckpointError, StageCheckpoint, load_stage_checkpoint, load_weights
+from evfocus.training.checkpoints import CheckpointError, StageCheckpoint, load_nets, load_stage_checkpoint
 from evfocus.training.visualize import colour_map
 
 STAGES_WITH_REFOCUS = ("refocus", "merge", "joint")
@@ -167,21 +166,9 @@ def pick_device(name: str | None) -> torch.device:
 # ---------------------------------------------------------------------------------- checkpoint
 def load_model(path: str, device: torch.device) -> Model:
     """Refocus net (+ merge net for merge/joint stages) from a checkpoint or run folder."""
-    from evfocus.training.base_module import build_refocus_net  # heavy (Lightning): only once args are fine
-    from evfocus.training.stack_module import build_merge_net
-
     checkpoint = load_stage_checkpoint(path, STAGES_WITH_REFOCUS)
-    try:
-        refocus_net = build_refocus_net(checkpoint.cfg)
-        merge_net = build_merge_net(checkpoint.cfg) if checkpoint.stage != "refocus" else None
-    except OmegaConfBaseException as error:  # a config saved by an evfocus with another schema
-        key = getattr(error, "full_key", None) or "?"
-        raise CheckpointError(f"{checkpoint.path}: its saved config cannot build this version's nets "
-                              f"(key '{key}': {str(error).splitlines()[0]}); saved by an older evfocus?") from None
-    refocus = load_weights(refocus_net, checkpoint, "refocus_net.", "refocus net").eval().to(device)
-    merge = None
-    if merge_net is not None:
-        merge = load_weights(merge_net, checkpoint, "merge_net.", "merge net").eval().to(device)
+    refocus, merge = load_nets(checkpoint)
+    refocus, merge = refocus.to(device), (merge.to(device) if merge is not None else None)
     return Model(checkpoint, refocus, merge)
 
 
@@ -323,12 +310,6 @@ def to_uint8(images: Tensor) -> np.ndarray:
         images = images.expand(*images.shape[:-3], 3, *images.shape[-2:])
     pixels = (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
     return pixels.movedim(-3, -1).cpu().numpy()
-
-
-def normalised_diopter(depth_m: Tensor, schedule: FocusSchedule) -> Tensor:
-    """Depth (m) → 0 at the sweep's far focus, 1 at its near focus (so turbo paints near warm)."""
-    span = schedule.near_diopter - schedule.far_diopter
-    return (1.0 / depth_m.float() - schedule.far_diopter) / span
 
 
 def position_strip(frames: np.ndarray, times_us: Tensor, schedule: FocusSchedule) -> np.ndarray:

@@ -117,7 +117,7 @@ def test_checkpoint_errors_name_the_problem(tmp_path, chain):
 
 
 def test_checkpoints_from_before_the_event_gain_still_load(tmp_path, chain):
-    from evfocus.training.base_module import build_refocus_net
+    from evfocus.models.build import build_refocus_net
     from evfocus.training.checkpoints import load_weights
 
     _, results = chain

@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from evfocus.data.simulated import EvalRefocusSet, SimulatedRefocusStream, build_eval_sweeps
 from evfocus.sweep import Sweep
@@ -22,17 +22,6 @@ def ignore_sigint_in_worker(worker_id: int) -> None:
 def _single(batch: list[Any]) -> Any:
     """Whole sweeps go one at a time, uncollated: the pipeline takes a ``Sweep``."""
     return batch[0]
-
-
-class _SweepList(Dataset):
-    def __init__(self, sweeps: list[Sweep]) -> None:
-        self.sweeps = sweeps
-
-    def __len__(self) -> int:
-        return len(self.sweeps)
-
-    def __getitem__(self, index: int) -> Sweep:
-        return self.sweeps[index]
 
 
 class SimulatedSweepDataModule(L.LightningDataModule):
@@ -81,7 +70,7 @@ class SimulatedSweepDataModule(L.LightningDataModule):
 
     def _sweep_loader(self, split: str, limit: int | None = None) -> DataLoader:
         sweeps = self.eval_sweeps[split][:limit]
-        return DataLoader(_SweepList(sweeps), batch_size=1, shuffle=False, collate_fn=_single)
+        return DataLoader(sweeps, batch_size=1, shuffle=False, collate_fn=_single)  # a list is a map-style dataset
 
     def val_dataloader(self) -> DataLoader:
         if self.cfg.stage == "refocus":

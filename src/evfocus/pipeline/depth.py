@@ -118,3 +118,9 @@ def depth_errors(pred_depth_m: Tensor, true_depth_m: Tensor, valid_mask: Tensor 
         "rmse_m": float((pred - true).pow(2).mean().sqrt()),
         "rmse_diopter": float((1.0 / pred - 1.0 / true).pow(2).mean().sqrt()),
     }
+
+
+def normalised_diopter(depth_m: Tensor, schedule: FocusSchedule) -> Tensor:
+    """Depth (m) → 0 at the sweep's far focus, 1 at its near focus: for colour maps (near = warm)."""
+    span = schedule.near_diopter - schedule.far_diopter
+    return (1.0 / depth_m.float() - schedule.far_diopter) / span

@@ -22,11 +22,11 @@ from torch import Tensor, nn
 
 from evfocus.data.simulated import EvalRefocusSet, build_eval_sweeps
 from evfocus.pipeline.aif import AIFPipeline, AIFResult, MergeFn, PipelineConfig, PipelineMode, sobel_remerge
-from evfocus.pipeline.depth import depth_errors
+from evfocus.pipeline.depth import depth_errors, normalised_diopter
 from evfocus.pipeline.integration import EventIntegrator, fit_contrast
 from evfocus.pipeline.search import RefocusFn, SearchConfig
 from evfocus.sweep import Sweep
-from evfocus.training.metrics import ImageQualityMetrics
+from evfocus.training.metrics import build_metrics
 
 DEPTH_KEYS = ("abs_rel", "rmse_m", "rmse_diopter")
 
@@ -90,13 +90,12 @@ class AIFEvaluator(nn.Module):
         self.cfg = cfg
         self.integration_contrast = integration_contrast if references else None
         self.references = references
-        lpips = {"auto": "auto", "on": True, "off": False}[cfg.eval.lpips]
         self.methods = ["pipeline", "gradient_merge", "integration", "identity"]
         if not references:
             self.methods = ["pipeline", "identity"]
         elif integration_contrast is None:
             self.methods.remove("integration")
-        self.image_metrics = nn.ModuleDict({m: ImageQualityMetrics(lpips=lpips) for m in self.methods})
+        self.image_metrics = nn.ModuleDict({m: build_metrics(cfg) for m in self.methods})
         # "mid_sweep": one constant depth, the sweep's middle focus (in diopters) — the floor a
         # depth-from-focus map must beat to say anything about the scene.
         self.depth = {m: _DepthMeans() for m in [*self.methods, "mid_sweep"] if m != "identity"}
@@ -181,11 +180,9 @@ def aif_panel(sweep: Sweep, result: AIFResult) -> Tensor:
     """input | AIF | ground truth | depth (turbo, near = warm) | slice index map, as one (3, H, 5·W) image."""
     from evfocus.training.visualize import colour_map
 
-    schedule = sweep.schedule
     image = sweep.image.float().cpu()
     truth = sweep.aif.float().cpu() if sweep.aif is not None else torch.zeros_like(image)
-    diopter = 1.0 / result.depth_m.float().cpu()
-    depth = colour_map((diopter - schedule.far_diopter) / (schedule.near_diopter - schedule.far_diopter), "turbo")
+    depth = colour_map(normalised_diopter(result.depth_m.cpu(), sweep.schedule), "turbo")
     slices = result.slice_index.float().cpu() / max(1, len(result.slice_times_us) - 1)
     columns = [_rgb(image), _rgb(result.aif.float().cpu().clamp(0, 1)), _rgb(truth), depth,
                colour_map(slices[None], "viridis")]

@@ -16,25 +16,15 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from evfocus.models.refocus import EvRefocusNet
+from evfocus.models.build import build_refocus_net
 from evfocus.sweep import Sweep
 from evfocus.training.aif_eval import AIFEvaluator, aif_panel, fit_integration_contrast, flat_scalars
 from evfocus.training.callbacks import NonFiniteLossError
 from evfocus.training.losses import ReconstructionLoss
-from evfocus.training.metrics import ImageQualityMetrics
+from evfocus.training.metrics import ImageQualityMetrics, build_metrics
 
 Batch = dict[str, Tensor]
 REFOCUS_PAIRS, SWEEPS = 0, 1
-
-
-def build_refocus_net(cfg: DictConfig) -> EvRefocusNet:
-    return EvRefocusNet(num_bins=cfg.data.num_bins, width=cfg.model.width, depth=cfg.model.depth,
-                        norm=cfg.model.norm, event_gain_init=cfg.model.event_gain_init)
-
-
-def build_metrics(cfg: DictConfig) -> ImageQualityMetrics:
-    lpips = {"auto": "auto", "on": True, "off": False}[cfg.eval.lpips]
-    return ImageQualityMetrics(lpips=lpips)
 
 
 def build_loss(cfg: DictConfig) -> ReconstructionLoss:

@@ -8,9 +8,13 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from evfocus.config import ExperimentConfig
+from evfocus.models.build import build_merge_net, build_refocus_net
+from evfocus.models.merge import EvMergeNet
+from evfocus.models.refocus import EvRefocusNet
 
 
 class CheckpointError(ValueError):
@@ -84,3 +88,18 @@ def load_weights(net: nn.Module, checkpoint: StageCheckpoint, prefix: str, what:
             f"{OmegaConf.to_container(checkpoint.cfg.model if what == 'refocus net' else checkpoint.cfg.merge_model)}"
             f", data.num_bins={checkpoint.cfg.data.num_bins}); first mismatch: {first}") from None
     return net
+
+
+def load_nets(checkpoint: StageCheckpoint) -> tuple[EvRefocusNet, EvMergeNet | None]:
+    """The checkpoint's refocus net and, for the merge and joint stages, its merge net (eval mode)."""
+    try:
+        refocus = build_refocus_net(checkpoint.cfg)
+        merge = build_merge_net(checkpoint.cfg) if checkpoint.stage in ("merge", "joint") else None
+    except OmegaConfBaseException as error:  # a config saved by an evfocus with another schema
+        key = getattr(error, "full_key", None) or "?"
+        raise CheckpointError(f"{checkpoint.path}: its saved config cannot build this version's nets "
+                              f"(key '{key}': {str(error).splitlines()[0]}); saved by an older evfocus?") from None
+    load_weights(refocus, checkpoint, "refocus_net.", "refocus net").eval()
+    if merge is not None:
+        load_weights(merge, checkpoint, "merge_net.", "merge net").eval()
+    return refocus, merge

@@ -14,6 +14,7 @@ from typing import Literal
 from urllib.parse import urlparse
 
 import torch
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.image import (
@@ -119,3 +120,8 @@ class ImageQualityMetrics(nn.Module):
 
     def reset(self) -> None:
         self.metrics.reset()
+
+
+def build_metrics(cfg: DictConfig) -> ImageQualityMetrics:
+    """Metrics as ``eval.lpips`` asks: ``auto`` (LPIPS when its weights are on disk), ``on``, ``off``."""
+    return ImageQualityMetrics(lpips={"auto": "auto", "on": True, "off": False}[cfg.eval.lpips])

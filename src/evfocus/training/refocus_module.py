@@ -6,10 +6,9 @@ from typing import Any
 
 from torch import Tensor
 
-from evfocus.training.base_module import Batch, StageModule, build_metrics, build_refocus_net
+from evfocus.training.base_module import Batch, StageModule
+from evfocus.training.metrics import build_metrics
 from evfocus.training.optim import build_optimizers
-
-__all__ = ["RefocusModule", "build_refocus_net"]
 
 
 class RefocusModule(StageModule):

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from evfocus.config import ConfigError, to_container
 from evfocus.training.callbacks import DataEpoch, GracefulInterrupt, ImagePanels, PeriodicLastCheckpoint
+from evfocus.training.checkpoints import CheckpointError, load_stage_checkpoint
 from evfocus.training.csv_history import HistoryCSVLogger
 from evfocus.training.provenance import device_description, package_versions
 from evfocus.training.stages import build_stage
@@ -56,10 +56,10 @@ def resolve_run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
 
 
 def _check_checkpoint_stage(checkpoint: str, stage: str) -> None:
-    hparams = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
-    saved_stage = hparams.get("cfg", {}).get("stage")
-    if saved_stage != stage:
-        raise ConfigError(f"ckpt_path: {checkpoint} is a '{saved_stage}' checkpoint, this run is stage '{stage}'")
+    try:
+        load_stage_checkpoint(checkpoint, (stage,))
+    except CheckpointError as error:
+        raise ConfigError(f"ckpt_path: {error}") from None
 
 
 def _wandb_logger(cfg: DictConfig, run_dir: Path, run_name: str) -> WandbLogger | None:

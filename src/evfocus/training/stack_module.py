@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from evfocus.models.build import build_merge_net
 from evfocus.models.merge import EvMergeNet, MergeOutput
 from evfocus.pipeline.aif import cluster_times
 from evfocus.pipeline.search import SearchConfig, focus_search, segments_from_cumulative
@@ -25,11 +26,6 @@ from evfocus.training.aif_eval import AIFEvaluator
 from evfocus.training.base_module import Batch, StageModule
 from evfocus.training.checkpoints import CheckpointError, load_stage_checkpoint, load_weights
 from evfocus.training.optim import build_optimizers
-
-
-def build_merge_net(cfg: Any) -> EvMergeNet:
-    return EvMergeNet(num_bins=cfg.data.num_bins, width=cfg.merge_model.width, depth=cfg.merge_model.depth,
-                      norm=cfg.merge_model.norm)
 
 
 class StackModule(StageModule):
