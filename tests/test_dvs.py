@@ -23,6 +23,7 @@ from evfocus.sim.dvs import (
     sample_voltmeter_params,
     simulate_ideal,
     simulate_voltmeter,
+    voltmeter_drift_and_variance,
 )
 
 NO_MISMATCH = IdealParams(threshold=0.2, threshold_sigma=0.0)
@@ -226,6 +227,34 @@ def test_voltmeter_zero_drift_uses_levy_times_and_is_symmetric() -> None:
     events = simulate_voltmeter(frames, times_us, noisy, gen(13))
     assert len(events) > 1000
     assert abs(float((events.p > 0).double().mean()) - 0.5) < 4 * math.sqrt(0.25 / len(events))
+
+
+def test_voltmeter_first_crossing_law_is_the_same_for_both_polarities() -> None:
+    """From rest, the side is a gambler's-ruin coin and the time an IG draw independent of it.
+
+    The simulator reuses one uniform for both choices (rescaled within the chosen side);
+    were the reuse wrong, the side taken against the drift would get biased (longer)
+    times. A moderate drift (P_toward ≈ 0.7) and a 1 s interval: each pixel's first event,
+    split by polarity, must follow IG(1/|μ|, 1/σ²) truncated at the interval, by a KS test.
+    """
+    params = VoltmeterParams(DAVIS346.k1, DAVIS346.k2, 0.02, 1e-6, 0.0, DAVIS346.k6)
+    size, dt_us = 200, 1_000_000
+    frames = torch.full((2, size, size), 128.0)
+    events = simulate_voltmeter(frames, torch.tensor([0, dt_us]), params, gen(21))
+    pixel = (events.y * size + events.x).numpy()
+    _, first = np.unique(pixel, return_index=True)  # events are time-sorted: each pixel's first
+    t_us, polarity = events.t_us.numpy()[first].astype(np.float64), events.p.numpy()[first]
+    drift, sigma2 = (float(v[0, 0]) for v in voltmeter_drift_and_variance(frames[0], frames[1], dt_us, params))
+    law = stats.invgauss(mu=sigma2 / drift, scale=1.0 / sigma2)  # mean 1/μ, shape 1/σ² (unit distance)
+    p_toward = 1.0 / (1.0 + math.exp(-2.0 * drift / sigma2))
+    fired = law.cdf(dt_us)
+    on_fraction = float((polarity > 0).mean())
+    assert on_fraction == pytest.approx(p_toward, abs=4 * math.sqrt(0.25 / len(first)))
+    assert len(first) == pytest.approx(size * size * fired, rel=0.03)
+    for side in (1, -1):
+        times = t_us[polarity == side]
+        assert len(times) > 2000
+        assert stats.kstest(times, lambda t: law.cdf(t) / fired).pvalue > 1e-3, side
 
 
 def test_voltmeter_params_sampling() -> None:

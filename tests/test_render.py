@@ -292,6 +292,13 @@ def test_srgb_matches_kornia_and_round_trips():
 def test_srgb_clamps_like_a_saturating_camera():
     assert torch.allclose(srgb_encode(torch.tensor([-0.1, 1.7])), torch.tensor([0.0, 1.0]), atol=1e-6, rtol=0)
     assert torch.allclose(srgb_decode(torch.tensor([-0.1, 1.7])), torch.tensor([0.0, 1.0]), atol=1e-6, rtol=0)
+    dense = torch.linspace(0.0, 1.0, 100_001)  # both pieces and the knee between them
+    for convert in (srgb_encode, srgb_decode):
+        out = convert(dense)
+        assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0  # the event model rejects negative light
+        assert bool((out[1:] >= out[:-1]).all())
+    by_kornia = kornia.color.linear_rgb_to_rgb(dense.view(1, 1, 1, -1).expand(1, 3, 1, -1))[0, 0, 0]
+    assert torch.allclose(srgb_encode(dense), by_kornia, atol=1e-6, rtol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -120,19 +120,35 @@ def sample_voltmeter_params(
 
 
 def voltmeter_drift_and_variance(
-    grey_prev: Tensor, grey_new: Tensor, dt_us: float, params: VoltmeterParams
+    grey_prev: Tensor, grey_new: Tensor, dt_us: float | Tensor, params: VoltmeterParams
 ) -> tuple[Tensor, Tensor]:
-    """Drift μ (voltage/µs) and variance rate σ² (voltage²/µs) of one frame interval.
+    """Drift μ (voltage/µs) and variance rate σ² (voltage²/µs) of frame intervals.
 
-    Written on S = L_prev + L_new = 2·L̄ with in-place updates of temporaries: this runs once
-    per frame on every pixel, so each saved pass over the image counts.
+    ``dt_us`` is one float or a tensor that broadcasts against the frames (several
+    intervals at once). Written on S = L_prev + L_new = 2·L̄ with in-place updates of
+    temporaries: this runs on every pixel of every interval, so each saved pass counts.
     """
     total = grey_prev + grey_new
     inv = (total + 2.0 * params.k2).reciprocal_()  # 1 / (2(L̄ + k2))
-    drift = torch.addcmul(total.mul(0.5 * params.k5).add_(params.k4), grey_new - grey_prev, inv,
-                          value=2.0 * params.k1 / dt_us)
+    drift = (grey_new - grey_prev).mul_(inv).mul_(2.0 * params.k1 / dt_us)
+    drift.add_(total.mul(0.5 * params.k5).add_(params.k4))
     sigma = torch.sqrt(total).mul_(inv).mul_(math.sqrt(2.0) * params.k3).add_(params.k6)  # √S/(S+2k2)·√2k3
     return drift, sigma.square_()
+
+
+def _neg_ruin_rate(drift_abs: Tensor, sigma2: Tensor, out: Tensor | None = None) -> Tensor:
+    """−2|μ|/σ², kept below −_MIN_RUIN_RATE so the expm1 ratios never become 0/0."""
+    return torch.div(drift_abs, sigma2, out=out).mul_(-2.0).clamp_(max=-_MIN_RUIN_RATE)
+
+
+def _ruin_denominator(neg_rate: Tensor, span: Tensor | float, out: Tensor | None = None) -> Tensor:
+    """expm1(−r·(A+B)); exp below −60 is 0 in float32 and float64 alike, and takes a slow path."""
+    return torch.mul(neg_rate, span, out=out).clamp_(min=-60.0).expm1_()
+
+
+def _p_toward(neg_rate: Tensor, dist_away: Tensor, denominator: Tensor) -> Tensor:
+    """P(reaching the barrier the drift points to first), given the distance to the other one."""
+    return torch.expm1((neg_rate * dist_away).clamp_(min=-60.0)).div_(denominator)
 
 
 def gamblers_ruin_p_up(drift: Tensor, sigma2: Tensor, dist_up: Tensor, dist_down: Tensor) -> Tensor:
@@ -147,27 +163,26 @@ def gamblers_ruin_p_up(drift: Tensor, sigma2: Tensor, dist_up: Tensor, dist_down
     s = torch.copysign(torch.ones((), dtype=drift.dtype, device=drift.device), drift)
     span = dist_up + dist_down
     dist_away = torch.addcmul(span, s, dist_down - dist_up).mul_(0.5)
-    neg_rate = drift.abs().div_(sigma2).mul_(-2.0).clamp_(max=-_MIN_RUIN_RATE)
-    # exp of arguments below −60 is 0 in float32 and float64 alike, and takes a slow path.
-    p_toward = torch.expm1((neg_rate * dist_away).clamp_(min=-60.0))
-    p_toward /= torch.expm1(neg_rate.mul_(span).clamp_(min=-60.0))
+    neg_rate = _neg_ruin_rate(drift.abs(), sigma2)
+    p_toward = _p_toward(neg_rate, dist_away, _ruin_denominator(neg_rate, span))
     return p_toward.sub_(0.5).mul_(s).add_(0.5)
 
 
-def _first_passage_from(dist: Tensor, drift_abs: Tensor, sigma2: Tensor, normal: Tensor,
-                        uniform: Tensor) -> Tensor:
+def _first_passage_from(dist: Tensor, drift_abs: Tensor, inv_drift_abs2: Tensor, half_sigma2: Tensor,
+                        normal: Tensor, uniform: Tensor) -> Tensor:
     """Time for drift ``drift_abs`` and variance rate σ² to travel ``dist``: IG, or Lévy at zero drift.
 
     Michael–Schucany–Haas for IG(mean m = dist/|μ|, shape λ = dist²/σ²) from one normal ν
     and one uniform, rewritten with c = ν²σ²/(2·dist) so that no term cancels or overflows:
-    the near root is dist/(|μ| + c + √(c(c + 2|μ|))), picked with probability m/(m + near).
-    At |μ| = 0 the near root is λ/ν² (the Lévy 1/Z² draw) and is always picked, so the
-    Lévy limit needs no separate branch or threshold.
+    the near root is dist/(|μ| + c + √(c(c + 2|μ|))), picked with probability m/(m + near),
+    the far one m²/near. At |μ| = 0 (1/|μ|² = inf) the near root is λ/ν² (the Lévy 1/Z²
+    draw) and is always picked, so the Lévy limit needs no separate branch or threshold.
+    The caller passes 1/|μ|² and σ²/2, which the simulator computes once per interval.
     """
-    c = normal.square().mul_(sigma2).div_(dist).mul_(0.5)
-    den = (c + 2.0 * drift_abs).mul_(c).sqrt_().add_(c).add_(drift_abs)
+    c = normal.square().mul_(half_sigma2).div_(dist)
+    den = torch.add(c, drift_abs, alpha=2.0).mul_(c).sqrt_().add_(c).add_(drift_abs)
     near = dist / den
-    far = (dist * den).div_(drift_abs.square())
+    far = (dist * den).mul_(inv_drift_abs2)
     return torch.where(uniform * (drift_abs + den) <= den, near, far)
 
 
@@ -176,18 +191,64 @@ def sample_inverse_gaussian(mean: Tensor, shape: Tensor, generator: torch.Genera
     mean, shape = torch.broadcast_tensors(mean, shape)
     normal = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
     uniform = torch.rand(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-    return _first_passage_from(torch.ones_like(mean), 1.0 / mean, 1.0 / shape, normal, uniform)
+    return _first_passage_from(torch.ones_like(mean), 1.0 / mean, mean.square(), 0.5 / shape, normal, uniform)
 
 
 def sample_levy(scale: Tensor, generator: torch.Generator) -> Tensor:
     """Lévy draws scale/Z² (the zero-drift first-passage time), one per element of ``scale``."""
     normal = torch.randn(scale.shape, generator=generator, device=scale.device, dtype=scale.dtype)
     ones = torch.ones_like(scale)
-    return _first_passage_from(ones, torch.zeros_like(scale), 1.0 / scale, normal, ones)
+    return _first_passage_from(ones, torch.zeros_like(scale), torch.full_like(scale, math.inf), 0.5 / scale,
+                               normal, ones)
+
+
+# Rows of the per-interval pixel constants (one tensor, so a round gathers them in one call).
+_SIGN, _DRIFT_ABS, _INV_DRIFT_ABS2, _HALF_SIGMA2, _NEG_RATE, _RUIN_DEN = range(6)
+# Intervals whose constants and first-round random draws are made in one batch (bounded memory).
+_BATCH_ELEMENTS = 2**20
+
+
+def _interval_constants(grey_prev: Tensor, grey_new: Tensor, dts_us: Tensor, params: VoltmeterParams) -> Tensor:
+    """(6, K, P) per-pixel constants of K intervals: what every round of an interval reuses.
+
+    Between the thresholds at ±1 the two barrier distances always add up to 2, so the
+    gambler's-ruin denominator expm1(−2r) depends on the interval only, not on the voltage.
+    """
+    drift, sigma2 = voltmeter_drift_and_variance(grey_prev, grey_new, dts_us.view(-1, 1), params)
+    out = torch.empty((6, *drift.shape), dtype=drift.dtype, device=drift.device)  # written in place: no stack copy
+    torch.copysign(torch.ones((), dtype=drift.dtype, device=drift.device), drift, out=out[_SIGN])
+    torch.abs(drift, out=out[_DRIFT_ABS])
+    torch.square(out[_DRIFT_ABS], out=out[_INV_DRIFT_ABS2]).reciprocal_()
+    torch.mul(sigma2, 0.5, out=out[_HALF_SIGMA2])
+    _neg_ruin_rate(out[_DRIFT_ABS], sigma2, out=out[_NEG_RATE])
+    _ruin_denominator(out[_NEG_RATE], 2.0, out=out[_RUIN_DEN])
+    return out
+
+
+def _draw_crossing(volt: Tensor, constants: Tensor, uniform: Tensor, normal: Tensor) -> tuple[Tensor, Tensor]:
+    """Polarity (±1) and first-passage time (µs) of each pixel's next crossing from voltage ``volt``.
+
+    One uniform serves both draws: it picks the side (towards the drift with probability
+    P_toward), and its position within the chosen side's share of [0, 1) is again uniform
+    and independent of that choice, so it also drives the inverse-Gaussian root pick. The
+    random draws cost several times an elementwise pass on CPU, so this saves a third of them.
+    """
+    sign = constants[_SIGN]
+    one = torch.ones((), dtype=volt.dtype, device=volt.device)  # 0-d operands broadcast: no filled tensors
+    p_toward = _p_toward(constants[_NEG_RATE], torch.addcmul(one, sign, volt), constants[_RUIN_DEN])
+    margin = p_toward - uniform  # >= 0: the crossing goes the way the drift points
+    side = torch.copysign(one, margin)
+    rescaled = margin.abs_().div_(torch.addcmul(0.5 * one, p_toward.sub_(0.5), side))
+    polarity = side.mul_(sign)
+    dist = torch.addcmul(one, polarity, volt, value=-1.0)
+    tau = _first_passage_from(dist, constants[_DRIFT_ABS], constants[_INV_DRIFT_ABS2], constants[_HALF_SIGMA2],
+                              normal, rescaled)
+    return polarity, tau
 
 
 def _voltmeter_interval(
-    voltage: Tensor, drift: Tensor, sigma2: Tensor, dt_us: float, generator: torch.Generator
+    voltage: Tensor, constants: Tensor, uniform: Tensor, normal: Tensor, dt_us: float,
+    generator: torch.Generator
 ) -> tuple[Tensor, list[tuple[Tensor, Tensor, Tensor]]]:
     """One frame interval for all pixels: the residual voltages and each round's (pixel, t_rel_us, p).
 
@@ -196,32 +257,30 @@ def _voltmeter_interval(
     falls inside the interval fires, resets to 0 and stays active; the others stop and
     keep a residual voltage (see ``simulate_voltmeter`` for what that residual is).
     Every active pixel writes its residual each round: a pixel that fired overwrites it
-    in the round where it stops.
+    in the round where it stops. ``uniform`` and ``normal`` are the first round's draws.
     """
     active: Tensor | None = None  # None: all pixels (the first round needs no gathers)
-    volt, t_rel = voltage, torch.zeros_like(voltage)
-    one = torch.ones((), device=voltage.device)
+    volt, t_rel, remaining = voltage, None, dt_us
     rounds = []
     while True:
-        uniform = torch.rand((2, volt.numel()), generator=generator, device=volt.device)
-        normal = torch.randn(volt.numel(), generator=generator, device=volt.device)
-        p_up = gamblers_ruin_p_up(drift, sigma2, 1.0 - volt, 1.0 + volt)
-        polarity = torch.copysign(one, p_up - uniform[0])  # +1 iff u <= P_up
-        dist = 1.0 - polarity * volt
-        tau = _first_passage_from(dist, drift.abs(), sigma2, normal, uniform[1])
-        t_hit = t_rel + tau
-        residual = volt + polarity * dist * (dt_us - t_rel) / tau
+        polarity, tau = _draw_crossing(volt, constants, uniform, normal)
+        residual = torch.addcdiv(volt, (polarity - volt).mul_(remaining), tau)  # polarity·dist = polarity − volt
         if active is None:
             voltage = residual
         else:
-            voltage[active] = residual
-        fired = torch.nonzero(t_hit < dt_us).squeeze(1)
+            voltage.index_copy_(0, active, residual)
+        fired = torch.nonzero(tau < remaining).squeeze(1)
         if fired.numel() == 0:
             return voltage, rounds
-        active = fired if active is None else active[fired]
-        t_rel, drift, sigma2 = t_hit[fired], drift[fired], sigma2[fired]
-        rounds.append((active, t_rel, polarity[fired]))
+        active = fired if active is None else active.index_select(0, fired)
+        tau_fired = tau.index_select(0, fired)
+        t_rel = tau_fired if t_rel is None else t_rel.index_select(0, fired).add_(tau_fired)
+        constants = constants.index_select(1, fired)
+        rounds.append((active, t_rel, polarity.index_select(0, fired)))
         volt = torch.zeros_like(t_rel)
+        remaining = dt_us - t_rel
+        uniform = torch.rand(volt.shape, generator=generator, device=volt.device)
+        normal = torch.randn(volt.shape, generator=generator, device=volt.device)
 
 
 def simulate_voltmeter(
@@ -245,15 +304,23 @@ def simulate_voltmeter(
     grey = frames_grey.reshape(num_frames, -1).to(torch.float32)
     dts_us = (times_us[1:] - times_us[:-1]).tolist()
     starts_us = times_us[:-1].tolist()
-    voltage = torch.zeros(height * width, dtype=torch.float32, device=grey.device)
+    num_pixels = height * width
+    voltage = torch.zeros(num_pixels, dtype=torch.float32, device=grey.device)
+    dts_tensor = (times_us[1:] - times_us[:-1]).to(torch.float32)
+    batch = max(1, _BATCH_ELEMENTS // num_pixels)
     pixels, stamps, polarities = [], [], []
-    for k in range(num_frames - 1):
-        drift, sigma2 = voltmeter_drift_and_variance(grey[k], grey[k + 1], float(dts_us[k]), params)
-        voltage, rounds = _voltmeter_interval(voltage, drift, sigma2, float(dts_us[k]), generator)
-        for pixel, t_rel_us, polarity in rounds:
-            pixels.append(pixel)
-            stamps.append(starts_us[k] + torch.round(t_rel_us).to(torch.int64))
-            polarities.append(polarity)
+    for first in range(0, num_frames - 1, batch):
+        last = min(first + batch, num_frames - 1)
+        constants = _interval_constants(grey[first:last], grey[first + 1:last + 1], dts_tensor[first:last], params)
+        uniform = torch.rand((last - first, num_pixels), generator=generator, device=grey.device)
+        normal = torch.randn((last - first, num_pixels), generator=generator, device=grey.device)
+        for k in range(first, last):
+            voltage, rounds = _voltmeter_interval(voltage, constants[:, k - first], uniform[k - first],
+                                                  normal[k - first], float(dts_us[k]), generator)
+            for pixel, t_rel_us, polarity in rounds:
+                pixels.append(pixel)
+                stamps.append(starts_us[k] + torch.round(t_rel_us).to(torch.int64))
+                polarities.append(polarity)
     return _assemble(pixels, stamps, polarities, width, height, "simulator:voltmeter")
 
 

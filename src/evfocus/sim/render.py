@@ -33,6 +33,7 @@ from evfocus.sim.scene import Layer, Scene
 
 Channels = Literal["rgb", "luma"]
 LUMA_WEIGHTS_709 = (0.2126, 0.7152, 0.0722)  # Rec.709 / sRGB primaries, applied to linear RGB
+_SRGB_KNEE_LINEAR, _SRGB_KNEE_ENCODED = 0.0031308, 0.04045  # where the sRGB curve's linear piece ends
 _JINC_STEP = 2.0**-8  # jinc table spacing in x = π·D·ρ; linear interpolation errs < 1e-6
 _SLAB_STEP_PX = 2.0  # a slanted layer is cut into slabs whose blur diameters differ by at most this
 _MAX_SLABS = 8
@@ -50,16 +51,22 @@ def srgb_encode(linear: Tensor) -> Tensor:
 
     Values are clamped to [0,1] first: a camera saturates above full scale and records no
     negative light, and the renderer's band-limited blur can ring a hair outside [0,1].
+    The two pieces of the curve meet at the knee, so curve(max(x, knee)) + slope·(min(x, knee) − knee)
+    is either piece exactly: arithmetic instead of ``torch.where``, which is slow on CPU
+    (this encodes every frame of every sweep the event simulator sees).
     """
     x = linear.clamp(0.0, 1.0)
-    curved = x.clamp_min(0.0031308).pow_(1 / 2.4).mul_(1.055).sub_(0.055)  # in place: sweeps are large
-    return torch.where(x > 0.0031308, curved, 12.92 * x)
+    curved = x.clamp_min(_SRGB_KNEE_LINEAR).pow_(1 / 2.4).mul_(1.055).sub_(0.055)
+    curved.add_(x.clamp_max_(_SRGB_KNEE_LINEAR).sub_(_SRGB_KNEE_LINEAR), alpha=12.92)
+    return curved.clamp_(0.0, 1.0)  # the pieces meet to float rounding (~1e-8), not exactly
 
 
 def srgb_decode(srgb: Tensor) -> Tensor:
     """sRGB-encoded values → linear light, any shape; clamped to [0,1], the range a camera stores."""
     x = srgb.clamp(0.0, 1.0)
-    return torch.where(x > 0.04045, ((x.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4, x / 12.92)
+    curved = x.clamp_min(_SRGB_KNEE_ENCODED).add_(0.055).div_(1.055).pow_(2.4)
+    curved.add_(x.clamp_max_(_SRGB_KNEE_ENCODED).sub_(_SRGB_KNEE_ENCODED), alpha=1 / 12.92)
+    return curved.clamp_(0.0, 1.0)
 
 
 def luma(color_lin: Tensor) -> Tensor:

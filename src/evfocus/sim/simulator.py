@@ -125,7 +125,7 @@ class SweepSimulator:
         if self.cfg.event_model == "voltmeter":
             vcfg = self.cfg.voltmeter
             params = sample_voltmeter_params(generator, vcfg.spread, tuple(vcfg.k1_scale_range))
-            return simulate_voltmeter(signal * 255.0, times_us, params, generator)
+            return simulate_voltmeter(signal.mul_(255.0), times_us, params, generator)
         icfg = self.cfg.ideal
         params = IdealParams(
             threshold=_uniform(generator, *icfg.threshold_range),
