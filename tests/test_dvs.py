@@ -429,3 +429,17 @@ def test_models_run_on_gpu() -> None:
     ideal = simulate_ideal(frames.cuda(), times_us.cuda(), IdealParams(refractory_us=100), generator)
     for events in (volt, ideal):
         assert events.device.type == "cuda" and len(events) > 0
+
+
+def test_simulators_leave_the_thread_count_as_they_found_it() -> None:
+    """Small frames run their per-interval passes on one thread; the caller's setting comes back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        frames, times_us = textured_sweep()
+        simulate_voltmeter(frames * 255, times_us, DAVIS346, gen(3))
+        assert torch.get_num_threads() == 2
+        simulate_ideal(frames, times_us, NO_MISMATCH, gen(3))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
