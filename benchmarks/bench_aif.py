@@ -193,23 +193,23 @@ def report_projection(config: Any, batched: list[dict], units: list[dict], proje
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     walls = [r["wall"] for r in batched]
     b = batched[0]
-    print(f"| batched (measured) | {len(batched)} | {statistics.median(walls):.1f} | {min(walls):.1f} | "
-          f"{median(batched, 'cpu'):.1f} | " + " | ".join(f"{median(batched, f's_{k}'):.2f}" for k in STEPS[:-1])
+    print(f"| batched (measured) | {len(batched)} | {statistics.median(walls):.3g} | {min(walls):.3g} | "
+          f"{median(batched, 'cpu'):.3g} | " + " | ".join(f"{median(batched, f's_{k}'):.3g}" for k in STEPS[:-1])
           + f" | {b['search_calls'] + b['stack_calls']} ({b['search_calls']} + {b['stack_calls']}) | {b['probes']} "
           f"| {b['stack_images']} | {b['slices']} |")
     sec = projection["seconds"]
     patches = config.search.grid_size ** 2
-    print(f"| reference (projected) | {len(units)} unit reps | {sec['total']:.1f} | | | "
-          + " | ".join(f"{sec[k]:.2f}" for k in STEPS[:-1])
+    print(f"| reference (projected) | {len(units)} unit reps | {sec['total']:.3g} | | | "
+          + " | ".join(f"{sec[k]:.3g}" for k in STEPS[:-1])
           + f" | {projection['probes'] + patches} ({projection['probes']} + {patches}) | {projection['probes']} | "
           f"{patches} | {patches} |")
     print(f"\nUnit costs (medians, same process, interleaved with the batched runs): one full-image refocus "
-          f"pass at batch 1 {projection['full_s']:.2f} s (batched stack: {median(batched, 'stack_net_s'):.1f} s "
+          f"pass at batch 1 {projection['full_s']:.3g} s (batched stack: {median(batched, 'stack_net_s'):.3g} s "
           f"for {b['stack_images']} images in {b['stack_calls']} call(s) = "
-          f"{median(batched, 'stack_net_s') / max(b['stack_images'], 1):.2f} s/image); one single-crop probe "
-          f"{1e3 * projection['probe_s']:.0f} ms (batched search: "
-          f"{1e3 * median(batched, 'search_net_s') / max(b['probes'], 1):.0f} ms/probe over {b['search_calls']} "
-          f"calls); batched merge net {median(batched, 'merge_net_s'):.1f} s for {b['slices']} slices.")
+          f"{median(batched, 'stack_net_s') / max(b['stack_images'], 1):.3g} s/image); one single-crop probe "
+          f"{1e3 * projection['probe_s']:.3g} ms (batched search: "
+          f"{1e3 * median(batched, 'search_net_s') / max(b['probes'], 1):.3g} ms/probe over {b['search_calls']} "
+          f"calls); batched merge net {median(batched, 'merge_net_s'):.3g} s for {b['slices']} slices.")
     print(f"\nProjected speed-up (reference / batched, wall medians): "
           f"{sec['total'] / median(batched, 'wall'):.1f}x; per step: "
           + ", ".join(f"{k} {sec[k] / median(batched, f's_{k}'):.1f}x" for k in STEPS[1:-1]) + ".")
@@ -226,8 +226,8 @@ def report(domain: str, config: Any, runs: dict[str, list[dict]], agree: dict, d
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for mode, rs in runs.items():
         walls = [r["wall"] for r in rs]
-        print(f"| {mode} | {len(rs)} | {statistics.median(walls):.1f} | {min(walls):.1f} | {median(rs, 'cpu'):.1f} | "
-              + " | ".join(f"{median(rs, f's_{k}'):.2f}" for k in STEPS[:-1])
+        print(f"| {mode} | {len(rs)} | {statistics.median(walls):.3g} | {min(walls):.3g} | {median(rs, 'cpu'):.3g} | "
+              + " | ".join(f"{median(rs, f's_{k}'):.3g}" for k in STEPS[:-1])
               + f" | {rs[0]['search_calls'] + rs[0]['stack_calls']} ({rs[0]['search_calls']} + "
               f"{rs[0]['stack_calls']}) | {rs[0]['probes']} | {rs[0]['stack_images']} | {rs[0]['slices']} | "
               f"{rs[0]['merge_calls']} |")
@@ -236,11 +236,11 @@ def report(domain: str, config: Any, runs: dict[str, list[dict]], agree: dict, d
           f"CPU {median(r, 'cpu') / median(b, 'cpu'):.1f}x; per step: "
           + ", ".join(f"{k} {median(r, f's_{k}') / median(b, f's_{k}'):.1f}x" for k in STEPS[1:-1]) + ".")
     print("\nNet time inside the steps (medians): "
-          + "; ".join(f"{mode}: search net {median(rs, 'search_net_s'):.1f} s for {rs[0]['probes']} probes "
-                      f"({1e3 * median(rs, 'search_net_s') / max(rs[0]['probes'], 1):.0f} ms/probe), "
-                      f"stack net {median(rs, 'stack_net_s'):.1f} s for {rs[0]['stack_images']} images "
-                      f"({median(rs, 'stack_net_s') / max(rs[0]['stack_images'], 1):.2f} s/image), "
-                      f"merge net {median(rs, 'merge_net_s'):.1f} s" for mode, rs in runs.items()) + ".")
+          + "; ".join(f"{mode}: search net {median(rs, 'search_net_s'):.3g} s for {rs[0]['probes']} probes "
+                      f"({1e3 * median(rs, 'search_net_s') / max(rs[0]['probes'], 1):.3g} ms/probe), "
+                      f"stack net {median(rs, 'stack_net_s'):.3g} s for {rs[0]['stack_images']} images "
+                      f"({median(rs, 'stack_net_s') / max(rs[0]['stack_images'], 1):.3g} s/image), "
+                      f"merge net {median(rs, 'merge_net_s'):.3g} s" for mode, rs in runs.items()) + ".")
     print(f"\nPatch times, batched vs reference ({agree['searched']} of {agree['patches']} patches searched, "
           f"the rest have < min_events and keep the frame time): max |Δt| {agree['max_dt_us']:.0f} µs "
           f"(median {agree['median_dt_us']:.0f} µs), max {agree['max_tol']:.2f}x the tolerance; same bracket "
@@ -268,6 +268,9 @@ def main() -> None:
     parser.add_argument("--unit-probes", type=int, default=16, help="single-crop probes timed per unit rep")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed runs of each mode first (default: 1 on a GPU, where the first calls "
+                             "initialise CUDA and load kernels; 0 on the CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -278,9 +281,9 @@ def main() -> None:
     refocus, merge = TimedNet(refocus_net, device), TimedNet(merge_net, device)
     params = [sum(p.numel() for p in net.parameters()) / 1e6 for net in (refocus_net, merge_net)]
     print(f"Sweep {sweep.name}: {sweep.height}x{sweep.width}, {len(sweep.events):,} events over "
-          f"{sweep.schedule.duration_us / 1e6:.2f} s ({time.perf_counter() - start:.0f} s to simulate); "
-          f"EvRefocusNet {params[0]:.2f} M (width {cfg.model.width}, {cfg.data.num_bins} bins), EvMergeNet "
-          f"{params[1]:.2f} M (width {cfg.merge_model.width}); device {device}, {args.threads} threads; "
+          f"{sweep.schedule.duration_us / 1e6:.3g} s ({time.perf_counter() - start:.3g} s to simulate); "
+          f"EvRefocusNet {params[0]:.3g} M (width {cfg.model.width}, {cfg.data.num_bins} bins), EvMergeNet "
+          f"{params[1]:.3g} M (width {cfg.merge_model.width}); device {device}, {args.threads} threads; "
           f"to_residual std {args.residual_std}.")
 
     for domain in args.domains:
@@ -295,12 +298,17 @@ def main() -> None:
         units: list[dict] = []
         crop = PatchGrid.build(sweep.height, sweep.width, configs["batched"].search.grid_size,
                                configs["batched"].search.margin_px).crop_size
+        warmup = args.warmup if args.warmup is not None else int(device.type == "cuda")
+        for _ in range(warmup):
+            for mode, count in (("batched", args.repeats), ("reference", args.reference_repeats)):
+                if count:
+                    run_once(refocus, merge, configs[mode], sweep, device)
         for rep in range(max(args.repeats, args.reference_repeats)):
             for mode, count in (("batched", args.repeats), ("reference", args.reference_repeats)):
                 if rep < count:
                     runs[mode].append(run_once(refocus, merge, configs[mode], sweep, device))
-                    print(f"<!-- {domain} {mode} rep {rep}: {runs[mode][-1]['wall']:.1f} s wall, "
-                          f"{runs[mode][-1]['cpu']:.1f} s CPU -->", flush=True)
+                    print(f"<!-- {domain} {mode} rep {rep}: {runs[mode][-1]['wall']:.3g} s wall, "
+                          f"{runs[mode][-1]['cpu']:.3g} s CPU -->", flush=True)
             if args.reference_repeats == 0:
                 units.append(unit_costs(refocus_net, sweep, crop, cfg.data.num_bins, args.unit_probes, device))
                 print(f"<!-- units rep {rep}: {units[-1]} -->", flush=True)

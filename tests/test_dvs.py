@@ -443,3 +443,20 @@ def test_simulators_leave_the_thread_count_as_they_found_it() -> None:
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_voltmeter_events_do_not_depend_on_the_helper_thread() -> None:
+    """With two threads the next batch's draws are made ahead on a helper thread; one thread makes
+    them in order. 256×256 × 40 frames spans several batches, so both paths really differ."""
+    before = torch.get_num_threads()
+    frames, times_us = textured_sweep(num_frames=40, size=256)
+    streams = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            streams.append(simulate_voltmeter(frames * 255, times_us, DAVIS346, gen(4)))
+    finally:
+        torch.set_num_threads(before)
+    assert len(streams[0]) > 1000
+    for name in ("t_us", "x", "y", "p"):
+        assert torch.equal(getattr(streams[0], name), getattr(streams[1], name))

@@ -16,9 +16,11 @@ frame intervals and over "rounds" of several events of the same pixel.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -329,24 +331,51 @@ def simulate_voltmeter(
     dts_us = (times_us[1:] - times_us[:-1]).tolist()
     starts_us = times_us[:-1].tolist()
     num_pixels = height * width
-    voltage = torch.zeros(num_pixels, dtype=torch.float32, device=grey.device)
+    device = grey.device
+    voltage = torch.zeros(num_pixels, dtype=torch.float32, device=device)
     dts_tensor = (times_us[1:] - times_us[:-1]).to(torch.float32)
     batch = max(1, _BATCH_ELEMENTS // num_pixels)
-    pixels, stamps, polarities = [], [], []
-    for first in range(0, num_frames - 1, batch):
+    # The batches' first-round draws come from their own generator, seeded from the caller's:
+    # the same events whether the batches are prepared in order here or ahead on a helper thread.
+    batch_generator = torch.Generator(device).manual_seed(
+        int(torch.randint(0, 2**62, (1,), generator=generator, device=device)))
+
+    def prepare(first: int) -> tuple[Tensor, Tensor, Tensor]:
         last = min(first + batch, num_frames - 1)
         constants = _interval_constants(grey[first:last], grey[first + 1:last + 1], dts_tensor[first:last], params)
-        uniform = torch.rand((last - first, num_pixels), generator=generator, device=grey.device)
-        normal = torch.randn((last - first, num_pixels), generator=generator, device=grey.device)
-        with _one_cpu_thread(grey.device.type == "cpu" and num_pixels < _SINGLE_THREAD_PIXELS):
-            for k in range(first, last):
-                voltage, rounds = _voltmeter_interval(voltage, constants[:, k - first], uniform[k - first],
-                                                      normal[k - first], float(dts_us[k]), generator)
-                for pixel, t_rel_us, polarity in rounds:
-                    pixels.append(pixel)
-                    stamps.append(starts_us[k] + torch.round(t_rel_us).to(torch.int64))
-                    polarities.append(polarity)
+        uniform = torch.rand((last - first, num_pixels), generator=batch_generator, device=device)
+        normal = torch.randn((last - first, num_pixels), generator=batch_generator, device=device)
+        return constants, uniform, normal
+
+    small_cpu_frames = device.type == "cpu" and num_pixels < _SINGLE_THREAD_PIXELS
+    starts = list(range(0, num_frames - 1, batch))
+    pixels, stamps, polarities = [], [], []
+    # With a spare core, the next batch's constants and random draws (a third of the work, and
+    # the draws run on one thread anyway) are made while this batch's intervals run on one thread.
+    overlap = small_cpu_frames and torch.get_num_threads() > 1 and len(starts) > 1
+    with ThreadPoolExecutor(max_workers=1) if overlap else nullcontext() as helper:
+        submit = helper.submit if helper is not None else _run_now
+        pending = submit(prepare, starts[0])
+        for index, first in enumerate(starts):
+            constants, uniform, normal = pending.result()
+            if index + 1 < len(starts):
+                pending = submit(prepare, starts[index + 1])
+            with _one_cpu_thread(small_cpu_frames):
+                for k in range(first, first + len(uniform)):
+                    voltage, rounds = _voltmeter_interval(voltage, constants[:, k - first], uniform[k - first],
+                                                          normal[k - first], float(dts_us[k]), generator)
+                    for pixel, t_rel_us, polarity in rounds:
+                        pixels.append(pixel)
+                        stamps.append(starts_us[k] + torch.round(t_rel_us).to(torch.int64))
+                        polarities.append(polarity)
     return _assemble(pixels, stamps, polarities, width, height, "simulator:voltmeter")
+
+
+def _run_now(work: Callable[..., Any], *args: Any) -> Future:
+    """``Executor.submit`` without an executor: run now, hand back a finished future."""
+    done: Future = Future()
+    done.set_result(work(*args))
+    return done
 
 
 # ---------------------------------------------------------------------------- ideal (ESIM-style)
