@@ -27,6 +27,7 @@ from evfocus.events.io import (
 from evfocus.events.stream import EventStream, EventStreamError
 from evfocus.events.voxel import EventFocalStack
 from evfocus.optics import FocusSchedule
+from evfocus.sweep import SweepError
 
 SAMPLES = Path("/work/shared/samples/efs_dev")
 ROWS = np.array([[10, 0, 0, 1], [12, 3, 1, 0], [12, 4, 2, 1], [30, 1, 2, 0]], dtype=np.int32)
@@ -240,13 +241,15 @@ def test_capture_schedule_sources(tmp_path: Path) -> None:
     root = make_capture(tmp_path, rgb(), meta=None)
     with pytest.raises(CaptureError, match=r"meta/c\.json: not found.*schedule="):
         read_capture(root, "c")
-    schedule = FocusSchedule(5, 200, 0.5, 2.0)
+    schedule = FocusSchedule(2, 200, 0.5, 2.0)
     sweep = read_capture(root, "c", schedule=schedule)
-    assert sweep.schedule == schedule and sweep.image_time_us == 5
+    assert sweep.schedule == schedule and sweep.image_time_us == 2
     with_meta = make_capture(tmp_path / "m", rgb(), meta={**META, "image_time_us": 3})
     assert read_capture(with_meta, "c").schedule == FocusSchedule(0, 100, 0.3, 5.0)
     sweep = read_capture(with_meta, "c", schedule=schedule)  # an explicit schedule wins over meta
     assert sweep.schedule == schedule and sweep.image_time_us == 3
+    with pytest.raises(SweepError, match=r"c: the frame was taken at 3 µs, outside its sweep \[5, 200\] µs"):
+        read_capture(with_meta, "c", schedule=FocusSchedule(5, 200, 0.5, 2.0))
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -254,6 +257,7 @@ def test_capture_schedule_sources(tmp_path: Path) -> None:
     ({"sweep_end_us": None}, "'sweep_end_us' must be a whole number"),
     ({"focus_end_m": 0.1}, "bad sweep schedule"),
     ({"width": 6}, r"says 3x6 \(HxW\) but .*blurry/c\.png is 3x5"),
+    ({"image_time_us": 150}, r"image_time_us 150 lies outside the sweep \[0, 100\] µs"),
 ])
 def test_capture_bad_meta(tmp_path: Path, change: dict, message: str) -> None:
     root = make_capture(tmp_path, rgb(), meta={**META, **change})

@@ -40,6 +40,18 @@ def test_weights_are_a_softmax_over_valid_slices_only(net: EvMergeNet) -> None:
     torch.testing.assert_close(out.image, expected)
 
 
+def test_mixed_precision_keeps_fp32_weights(net: EvMergeNet) -> None:
+    """bf16 autocast (the GPU configs' precision) gives bf16 logits; the softmax stays fp32 and sums to 1."""
+    stack, events = inputs(2, 3)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(stack, events)
+    assert out.weights.dtype == torch.float32
+    torch.testing.assert_close(out.weights.sum(dim=1), torch.ones(2, 13, 17))
+    with torch.no_grad():
+        full = net(stack, events)
+    assert (out.weights - full.weights).abs().max() < 0.05  # bf16 logits: close, not equal
+
+
 def test_single_slice_passes_through(net: EvMergeNet) -> None:
     stack, events = inputs(2, 1)
     with torch.no_grad():

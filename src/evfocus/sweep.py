@@ -47,6 +47,10 @@ class Sweep:
         for label, tensor in (("aif", self.aif), ("depth_m", self.depth_m), ("frames", self.frames)):
             if tensor is not None and tuple(tensor.shape[-2:]) != (height, width):
                 raise SweepError(f"{self.name}: {label} is {tuple(tensor.shape[-2:])}, image is {(height, width)}")
+        start_us, end_us = self.schedule.t_start_us, self.schedule.t_end_us
+        if not start_us <= self.image_time_us <= end_us:
+            raise SweepError(f"{self.name}: the frame was taken at {self.image_time_us} µs, outside its sweep "
+                             f"[{start_us}, {end_us}] µs (the refocus net starts from the frame's moment)")
         if (self.frames is None) != (self.frame_times_us is None):
             raise SweepError(f"{self.name}: frames and frame_times_us must be given together")
         if self.frames is not None and self.frames.shape[0] != self.frame_times_us.shape[0]:

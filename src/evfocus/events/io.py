@@ -285,7 +285,10 @@ def _read_meta(path: Path, image_path: Path, height: int, width: int) -> tuple[F
         schedule = FocusSchedule(start_us, end_us, float(meta["focus_start_m"]), float(meta["focus_end_m"]))
     except (OpticsError, TypeError, ValueError) as error:
         raise CaptureError(f"{path}: bad sweep schedule: {error}") from error
-    return schedule, _meta_int(meta, "image_time_us", path), meta
+    image_time_us = _meta_int(meta, "image_time_us", path)
+    if not start_us <= image_time_us <= end_us:
+        raise CaptureError(f"{path}: image_time_us {image_time_us} lies outside the sweep [{start_us}, {end_us}] µs")
+    return schedule, image_time_us, meta
 
 
 def read_capture(root: PathLike, name: str, schedule: FocusSchedule | None = None) -> Sweep:

@@ -100,7 +100,7 @@ class EvMergeNet(nn.Module):
         slices = stack[sample, slot]
         logits = self._slice_logits(slices * 2 - 1, events[sample, slot], sample, num_samples)
         all_logits = stack.new_full((num_samples, stack.shape[1], height, width), -math.inf)
-        all_logits[sample, slot] = logits
+        all_logits[sample, slot] = logits.to(all_logits.dtype)  # autocast gives bf16 logits; softmax in fp32
         weights = torch.softmax(all_logits, dim=1)
         image = stack.new_zeros((num_samples, *stack.shape[2:]))
         image = image.index_add(0, sample, weights[sample, slot][:, None] * slices)
