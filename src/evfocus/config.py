@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from evfocus.sim import scene as scene_module
+from evfocus.sim.dvs import IdealParams
 
 STAGES = ("refocus", "merge", "joint", "baseline")
 
@@ -61,11 +62,13 @@ class VoltmeterConfig:
 
 @dataclass
 class IdealConfig:
+    """The ideal event model's draws: a threshold range per sweep, the rest as ``IdealParams``."""
+
     threshold_range: list[float] = field(default_factory=lambda: [0.15, 0.35])
-    threshold_sigma: float = 0.03
-    refractory_us: int = 0
-    shot_noise_hz: float = 0.0
-    leak_hz: float = 0.0
+    threshold_sigma: float = IdealParams.threshold_sigma
+    refractory_us: int = IdealParams.refractory_us
+    shot_noise_hz: float = IdealParams.shot_noise_hz
+    leak_hz: float = IdealParams.leak_hz
 
 
 @dataclass
