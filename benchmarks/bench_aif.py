@@ -298,13 +298,14 @@ def main() -> None:
         units: list[dict] = []
         crop = PatchGrid.build(sweep.height, sweep.width, configs["batched"].search.grid_size,
                                configs["batched"].search.margin_px).crop_size
+        counts = {"batched": args.repeats, "reference": args.reference_repeats}
         warmup = args.warmup if args.warmup is not None else int(device.type == "cuda")
         for _ in range(warmup):
-            for mode, count in (("batched", args.repeats), ("reference", args.reference_repeats)):
+            for mode, count in counts.items():
                 if count:
                     run_once(refocus, merge, configs[mode], sweep, device)
-        for rep in range(max(args.repeats, args.reference_repeats)):
-            for mode, count in (("batched", args.repeats), ("reference", args.reference_repeats)):
+        for rep in range(max(counts.values())):
+            for mode, count in counts.items():
                 if rep < count:
                     runs[mode].append(run_once(refocus, merge, configs[mode], sweep, device))
                     print(f"<!-- {domain} {mode} rep {rep}: {runs[mode][-1]['wall']:.3g} s wall, "

@@ -328,12 +328,12 @@ def simulate_voltmeter(
     _check_generator(generator, frames_grey.device)
     num_frames, height, width = frames_grey.shape
     grey = frames_grey.reshape(num_frames, -1).to(torch.float32)
-    dts_us = (times_us[1:] - times_us[:-1]).tolist()
+    steps_us = times_us[1:] - times_us[:-1]
+    dts_us, dts_tensor = steps_us.tolist(), steps_us.to(torch.float32)
     starts_us = times_us[:-1].tolist()
     num_pixels = height * width
     device = grey.device
     voltage = torch.zeros(num_pixels, dtype=torch.float32, device=device)
-    dts_tensor = (times_us[1:] - times_us[:-1]).to(torch.float32)
     batch = max(1, _BATCH_ELEMENTS // num_pixels)
     # The batches' first-round draws come from their own generator, seeded from the caller's:
     # the same events whether the batches are prepared in order here or ahead on a helper thread.
