@@ -219,16 +219,14 @@ class AIFPipeline:
         seconds["search"] = _lap(mark, device)
 
         mark = time.perf_counter()
-        if cfg.mode == "reference":
-            slice_times = search.times_us.flatten().to(torch.float64)
-            stack, calls = refocus_stack(self.refocus, image, sweep.image_time_us, focal_stack, slice_times,
-                                         cfg.search.num_bins, 1, cfg.tile_px, cfg.tile_overlap_px)
+        if cfg.mode == "reference":  # one full-image pass per patch time, one at a time
+            slice_times, slices_per_batch = search.times_us.flatten().to(torch.float64), 1
         else:
             separation = _separation_us(cfg.search, search, schedule.duration_us)
             slice_times = cluster_times(search.times_us, cfg.max_slices, separation)
-            stack, calls = refocus_stack(self.refocus, image, sweep.image_time_us, focal_stack, slice_times,
-                                         cfg.search.num_bins, cfg.slices_per_batch, cfg.tile_px,
-                                         cfg.tile_overlap_px)
+            slices_per_batch = cfg.slices_per_batch
+        stack, calls = refocus_stack(self.refocus, image, sweep.image_time_us, focal_stack, slice_times,
+                                     cfg.search.num_bins, slices_per_batch, cfg.tile_px, cfg.tile_overlap_px)
         seconds["stack"] = _lap(mark, device)
 
         mark = time.perf_counter()
