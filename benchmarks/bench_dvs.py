@@ -6,14 +6,25 @@ two-depth scene looks like — as 8-bit-like grey 0–255 for DVS-Voltmeter and 
 (gamma 2.2 decoded) version for the ideal model. 120 frames over a 1 s sweep.
 
     python benchmarks/bench_dvs.py --repeats 5
+    python benchmarks/bench_dvs.py --repeats 7 --baseline e228598   # + the Voltmeter of that commit, same run
+
+``--baseline REV`` loads ``src/evfocus/sim/dvs.py`` as it was at git revision REV beside the current
+one and times both Voltmeters interleaved (same frames, same seeds), so the ratio holds on a machine
+whose speed drifts.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import torch
 from skimage import data
@@ -63,11 +74,48 @@ def time_model(run: Callable[[int], EventStream], repeats: int) -> tuple[float, 
     return statistics.median(seconds), min(seconds), len(events)
 
 
+def module_at(revision: str) -> ModuleType:
+    """``evfocus.sim.dvs`` as it was at git ``revision``, imported under its own name."""
+    source = subprocess.run(["git", "show", f"{revision}:src/evfocus/sim/dvs.py"], check=True,
+                            capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "dvs_baseline.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("dvs_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["dvs_baseline"] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def compare_voltmeters(baseline: ModuleType, revision: str, sizes: list[int], repeats: int,
+                       sensitive: VoltmeterParams) -> None:
+    """Baseline vs current Voltmeter, interleaved per seed; medians and their ratio."""
+    print(f"\n| Voltmeter | size | {revision} median s | current median s | speed-up | events (base / current) |")
+    print("|---|---|---|---|---|---|")
+    for size in sizes:
+        grey, times_us = sweep_frames(size)
+        for name, params in (("DAVIS346", DAVIS346), ("k1×4", sensitive)):
+            runs = {"base": baseline.simulate_voltmeter, "current": simulate_voltmeter}
+            for run in runs.values():  # warm-up
+                run(grey, times_us, params, torch.Generator().manual_seed(0))
+            seconds: dict[str, list[float]] = {key: [] for key in runs}
+            counts = {}
+            for seed in range(repeats):
+                for key, run in runs.items():
+                    start = time.perf_counter()
+                    counts[key] = len(run(grey, times_us, params, torch.Generator().manual_seed(seed)))
+                    seconds[key].append(time.perf_counter() - start)
+            base, current = (statistics.median(seconds[key]) for key in runs)
+            print(f"| {name} | {size}×{size} | {base:.3f} | {current:.3f} | {base / current:.2f}× | "
+                  f"{counts['base']} / {counts['current']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the target is 2)")
+    parser.add_argument("--baseline", default=None, help="git revision whose Voltmeter to time beside the current")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sensitive = VoltmeterParams(4 * DAVIS346.k1, DAVIS346.k2, DAVIS346.k3, DAVIS346.k4, DAVIS346.k5,
@@ -91,6 +139,8 @@ def main() -> None:
             median_s, best_s, count = time_model(run, args.repeats)
             print(f"| {name} | {size}×{size} | {median_s:.3f} | {best_s:.3f} | {count} | "
                   f"{count / size**2:.2f} | {count / median_s / 1e6:.2f} |")
+    if args.baseline:
+        compare_voltmeters(module_at(args.baseline), args.baseline, args.sizes, args.repeats, sensitive)
 
 
 if __name__ == "__main__":
