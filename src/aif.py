@@ -295,9 +295,10 @@ def refocus_frames(model: Model, config: PipelineConfig, sweep: Sweep, times_us:
     image = sweep.image.to(device)
     focal_stack = EventFocalStack.from_events(events, schedule.t_start_us, schedule.t_end_us,
                                               config.efs_fine_bins)
+    refocus = model.refocus.for_sweep(image, focal_stack, float(sweep.image_time_us))
     frames = []
     for chunk in times_us.to(device).split(config.slices_per_batch):
-        stack, _ = refocus_stack(model.refocus, image, sweep.image_time_us, focal_stack, chunk,
+        stack, _ = refocus_stack(refocus, image, sweep.image_time_us, focal_stack, chunk,
                                  config.search.num_bins, config.slices_per_batch, config.tile_px,
                                  config.tile_overlap_px)
         frames.append(to_uint8(stack))

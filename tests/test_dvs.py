@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from samples import shared_samples
 from scipy import stats
 
 from evfocus.sim.dvs import (
@@ -460,3 +463,35 @@ def test_voltmeter_events_do_not_depend_on_the_helper_thread() -> None:
     assert len(streams[0]) > 1000
     for name in ("t_us", "x", "y", "p"):
         assert torch.equal(getattr(streams[0], name), getattr(streams[1], name))
+
+
+# ---------------------------------------------------------------------------- against the official Voltmeter
+SHARED_SAMPLES = shared_samples()
+OFFICIAL = {"efs_dev": DAVIS346, "efs_dev_dense": replace(DAVIS346, k1=3 * DAVIS346.k1)}  # k1 × 3: the dense sweeps
+
+
+def _time_profile(t_us: torch.Tensor, t_end_us: int, bins: int = 16) -> torch.Tensor:
+    histogram = torch.histc(t_us.double(), bins, 0, t_end_us)
+    return histogram / histogram.sum()
+
+
+@pytest.mark.skipif(not (SHARED_SAMPLES / "efs_dev" / "sweep_frames").is_dir(), reason="needs ../shared/samples")
+@pytest.mark.parametrize("folder", sorted(OFFICIAL))
+@pytest.mark.parametrize("scene", ["d00_desk", "d01_shelf"])
+def test_voltmeter_matches_the_official_implementation_on_its_own_frames(folder: str, scene: str) -> None:
+    """Identical input (the grey frames the official DVS-Voltmeter was run on), the same parameters:
+    events per pixel within ±15 %, ON fraction within ±0.05, and the same profile over the sweep."""
+    frames_dir = SHARED_SAMPLES / "efs_dev" / "sweep_frames" / scene
+    stamps = [line.split() for line in (frames_dir / "timestamps_us.txt").read_text().split("\n") if line.strip()]
+    grey = torch.stack([torch.from_numpy(iio.imread(frames_dir / name).astype(np.float32)) for name, _ in stamps])
+    times_us = torch.tensor([int(t) for _, t in stamps], dtype=torch.int64)
+    official = np.load(SHARED_SAMPLES / folder / "events" / f"{scene}.npy")
+    ours = simulate_voltmeter(grey, times_us, OFFICIAL[folder], torch.Generator().manual_seed(0))
+    pixels = grey.shape[1] * grey.shape[2]
+    official_per_px, ours_per_px = len(official) / pixels, len(ours) / pixels
+    assert abs(ours_per_px / official_per_px - 1) < 0.15, (official_per_px, ours_per_px)
+    assert abs(float((ours.p > 0).float().mean()) - float((official[:, 3] == 1).mean())) < 0.05
+    end_us = int(times_us[-1])
+    official_profile = _time_profile(torch.from_numpy(official[:, 0]), end_us)
+    profile_l1 = (_time_profile(ours.t_us, end_us) - official_profile).abs().sum()
+    assert float(profile_l1) < 0.1, float(profile_l1)

@@ -13,6 +13,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from samples import shared_samples
 
 from evfocus.events.io import (
     CaptureError,
@@ -29,7 +30,7 @@ from evfocus.events.voxel import EventFocalStack
 from evfocus.optics import FocusSchedule
 from evfocus.sweep import SweepError
 
-SAMPLES = Path("/work/shared/samples/efs_dev")
+SAMPLES = shared_samples() / "efs_dev"
 ROWS = np.array([[10, 0, 0, 1], [12, 3, 1, 0], [12, 4, 2, 1], [30, 1, 2, 0]], dtype=np.int32)
 
 

@@ -166,7 +166,7 @@ def test_pad_to_multiple_keeps_content_top_left():
 
 
 def test_event_gain_starts_as_event_integration():
-    from evfocus.pipeline.integration import integrate_events
+    from evfocus.events.integration import integrate_events
 
     image, events = inputs(2, 20, 28)
     net = EvRefocusNet(num_bins=BINS, width=8, event_gain_init=0.07)

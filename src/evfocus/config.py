@@ -116,6 +116,9 @@ class ModelConfig:
     norm: str = "group"
     # start as event integration log I0 + c·Σevents with a learned c (None: the reference's plain residual)
     event_gain_init: float | None = 0.05
+    # estimate each sweep's event contrast from its frame and events (models/refocus.ContrastEstimator);
+    # the events are then scaled by it and event_gain_init multiplies it (1.0 = plain integration at start)
+    contrast_estimator: bool = False
 
 
 @dataclass
@@ -124,6 +127,7 @@ class LossConfig:
     ssim: float = 0.2
     lpips: float = 0.0
     gradient: float = 0.0
+    contrast: float = 0.1  # weight of the contrast estimator's log error (model.contrast_estimator)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from evfocus.data.contrast_fields import sweep_contrast_fields
 from evfocus.events.voxel import EventFocalStack
 from evfocus.sim.simulator import add_camera_noise
 from evfocus.sweep import Sweep
@@ -51,6 +52,7 @@ def refocus_samples(
 
     efs = EventFocalStack.from_events(sweep.events, sweep.schedule.t_start_us, sweep.schedule.t_end_us,
                                       num_fine_bins)
+    context = sweep_contrast_fields(sweep, efs)
     samples = []
     for i0, i1 in pairs:
         window = crop_window(generator, sweep.height, sweep.width, crop_size)
@@ -65,6 +67,11 @@ def refocus_samples(
             "target": target,
             "t0_us": t0_us.to(torch.float64),
             "t_us": t_us.to(torch.float64),
+            # what the contrast estimator sees: the sweep's own frame and all its events, cropped alike
+            "context_image": sweep.image[:, top:top + height, left:left + width],
+            "sweep_bins": context["sweep_bins"][:, top:top + height, left:left + width],
+            "prior_contrast": context["prior_contrast"],
+            "target_contrast": context["target_contrast"],
         }
         if flip:
             sample = random_flip(sample, generator)

@@ -119,7 +119,7 @@ def eval_pairs(base_seed: int, split: str, index: int, num_frames: int, count: i
 def eval_cache_path(cfg: DictConfig, split: str, base_seed: int) -> Path:
     """Cache file named by a hash of everything that changes the sweeps."""
     recipe = {"sim": OmegaConf.to_container(cfg.sim, resolve=True), "split": split, "seed": base_seed,
-              "count": cfg.data[f"{split}_sweeps"], "pairs": cfg.data.eval_pairs_per_sweep, "version": 2}
+              "count": cfg.data[f"{split}_sweeps"], "pairs": cfg.data.eval_pairs_per_sweep, "version": 3}
     digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cfg.data.cache_dir) / f"{split}-{digest}.pt"
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from evfocus.data.contrast_fields import sweep_contrast_fields
 from evfocus.data.samples import Sample, crop_window, random_flip
 from evfocus.events.voxel import EventFocalStack
 from evfocus.optics import FocusSchedule
@@ -55,6 +56,7 @@ def stack_samples(
     efs = EventFocalStack.from_events(sweep.events, schedule.t_start_us, schedule.t_end_us, num_fine_bins)
     frame_pos = (sweep.frame_times_us.double() - schedule.t_start_us) / duration
     image_pos = (float(sweep.image_time_us) - schedule.t_start_us) / duration
+    context = sweep_contrast_fields(sweep, efs)
     samples = []
     for _ in range(count):
         top, left, height, width = crop_window(generator, sweep.height, sweep.width, crop_size)
@@ -73,6 +75,9 @@ def stack_samples(
         sample = {
             "image": sweep.image[:, rows, cols],  # the simulator already added camera noise
             "cumulative": efs.cumulative[:, rows, cols].clone(),
+            "sweep_bins": context["sweep_bins"][:, rows, cols],
+            "prior_contrast": context["prior_contrast"],
+            "target_contrast": context["target_contrast"],
             "slice_frames": slice_frames,
             "slice_pos": slice_pos,
             "valid": valid,

@@ -21,6 +21,7 @@ from torch import Tensor
 from evfocus.events.stream import EventStream
 
 CHUNK_EVENTS = 1 << 20
+SWEEP_CONTEXT_BINS = 8  # bins of ``EventFocalStack.whole_sweep_bins``: the sweep summary models may read
 
 
 class EventRepresentationError(ValueError):
@@ -243,6 +244,13 @@ class EventFocalStack:
         lower = lower.long()
         sampled = cumulative[lower].lerp_(cumulative[lower + 1], weight)  # S at the (N, B+1) times
         return sampled[:, 1:] - sampled[:, :-1]
+
+    def whole_sweep_bins(self, num_bins: int = SWEEP_CONTEXT_BINS) -> Tensor:
+        """The whole sweep's events in ``num_bins`` equal time bins (B,H,W): a sweep-level summary
+        (the contrast estimator's input), the same for every refocus query of the sweep."""
+        start = torch.tensor([float(self.t_start_us)], dtype=torch.float64, device=self.device)
+        end = torch.tensor([float(self.t_end_us)], dtype=torch.float64, device=self.device)
+        return self.segments(start, end, num_bins)[0]
 
     def _window(self, window: tuple[int, int, int, int] | None) -> Tensor:
         if window is None:

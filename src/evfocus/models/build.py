@@ -10,7 +10,8 @@ from evfocus.models.refocus import EvRefocusNet
 
 def build_refocus_net(cfg: DictConfig) -> EvRefocusNet:
     return EvRefocusNet(num_bins=cfg.data.num_bins, width=cfg.model.width, depth=cfg.model.depth,
-                        norm=cfg.model.norm, event_gain_init=cfg.model.event_gain_init)
+                        norm=cfg.model.norm, event_gain_init=cfg.model.event_gain_init,
+                        contrast_estimator=cfg.model.contrast_estimator)
 
 
 def build_merge_net(cfg: DictConfig) -> EvMergeNet:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from evfocus.models.blocks import DualEncoder, FusionDecoder, Norm, ResidualBlock, pad_to_multiple
+from evfocus.events.contrast import estimate_contrast
+from evfocus.events.voxel import SWEEP_CONTEXT_BINS, EventFocalStack
+from evfocus.models.blocks import ConvNormAct, DualEncoder, FusionDecoder, Norm, ResidualBlock, pad_to_multiple
 
 
 def straight_through_clamp(x: Tensor, low: float = 0.0, high: float = 1.0) -> Tensor:
@@ -21,6 +23,53 @@ def straight_through_clamp(x: Tensor, low: float = 0.0, high: float = 1.0) -> Te
     forward output identical in training and inference while every pixel keeps its gradient.
     """
     return x + (x.clamp(low, high) - x).detach()
+
+
+def sweep_context(image: Tensor, sweep_bins: Tensor) -> Tensor:
+    """The contrast estimator's input: (N, C + SWEEP_CONTEXT_BINS + 1, H, W) from the frame (N, C, H, W)
+    and its whole sweep's signed events in ``SWEEP_CONTEXT_BINS`` bins (N, SWEEP_CONTEXT_BINS, H, W).
+
+    Log frame, the signed bins, and log(1 + |events|) per bin summed: counts span decades between
+    sensors, and a log lets the estimator read their ratio to the frame's contrast.
+    """
+    if sweep_bins.shape[1] != SWEEP_CONTEXT_BINS:
+        raise ValueError(f"sweep_bins must have {SWEEP_CONTEXT_BINS} bins, got shape {tuple(sweep_bins.shape)}")
+    activity = torch.log1p(sweep_bins.abs()).sum(dim=1, keepdim=True)
+    return torch.cat([torch.log(image + 1e-3), sweep_bins, activity], dim=1)
+
+
+class ContrastEstimator(nn.Module):
+    """The event contrast (log-intensity step per event) of one sweep, from the frame and its events.
+
+    A sensor's contrast threshold differs by model and bias settings (ray-traced DVS-Voltmeter sweeps
+    need about 0.2 at DAVIS346 sensitivity and 0.08 at three times that), so one learned global gain
+    fits one simulator only. This small encoder pools the whole sweep's context (``sweep_context``) to
+    one number per sample: how blurred the frame looks against how many events its edges fired. It
+    corrects a non-learned prior (``events.contrast.estimate_contrast``, which fails on fine textures
+    the frame blurs away): log c = log prior + correction, the correction starting at 0.
+    """
+
+    def __init__(self, image_channels: int, width: int = 16) -> None:
+        super().__init__()
+        in_channels = image_channels + SWEEP_CONTEXT_BINS + 1
+        self.body = nn.Sequential(
+            ConvNormAct(in_channels, width, 3, norm="none"),
+            ConvNormAct(width, 2 * width, 2, stride=2, norm="none"),
+            ConvNormAct(2 * width, 2 * width, 3, norm="none"),
+            ConvNormAct(2 * width, 4 * width, 2, stride=2, norm="none"),
+            ConvNormAct(4 * width, 4 * width, 3, norm="none"),
+        )
+        self.head = nn.Linear(4 * width + 1, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, context: Tensor, prior_log_contrast: Tensor) -> Tensor:
+        """(N, C + SWEEP_CONTEXT_BINS + 1, H, W) and the prior's log c (N,) → log contrast (N,)."""
+        features = pad_to_multiple(self.body[0](context), 4)
+        for layer in self.body[1:]:
+            features = layer(features)
+        pooled = torch.cat([features.mean(dim=(-2, -1)), prior_log_contrast[:, None].to(features.dtype)], dim=1)
+        return prior_log_contrast + self.head(pooled)[:, 0]
 
 
 class EvRefocusNet(nn.Module):
@@ -45,7 +94,8 @@ class EvRefocusNet(nn.Module):
     """
 
     def __init__(self, num_bins: int, image_channels: int = 3, width: int = 32, depth: int = 3,
-                 norm: Norm = "group", log_eps: float = 1e-3, event_gain_init: float | None = None) -> None:
+                 norm: Norm = "group", log_eps: float = 1e-3, event_gain_init: float | None = None,
+                 contrast_estimator: bool = False) -> None:
         super().__init__()
         if num_bins < 1:
             raise ValueError(f"num_bins must be >= 1, got {num_bins}")
@@ -64,6 +114,9 @@ class EvRefocusNet(nn.Module):
         nn.init.zeros_(self.to_residual.weight)
         nn.init.zeros_(self.to_residual.bias)
         self.event_gain = None if event_gain_init is None else nn.Parameter(torch.tensor(float(event_gain_init)))
+        if contrast_estimator and event_gain_init is None:
+            raise ValueError("contrast_estimator needs event_gain_init (the gain on the estimated contrast, e.g. 1.0)")
+        self.contrast_estimator = ContrastEstimator(image_channels) if contrast_estimator else None
 
     def _check_inputs(self, image: Tensor, events: Tensor) -> None:
         if image.ndim != 4 or image.shape[1] != self.image_channels:
@@ -85,10 +138,43 @@ class EvRefocusNet(nn.Module):
     def _padded_log(self, image: Tensor) -> Tensor:
         return pad_to_multiple(torch.log(image + self.log_eps), self.stride)
 
-    def forward(self, image: Tensor, events: Tensor, image_features: list[Tensor] | None = None) -> Tensor:
-        """(N, C, H, W) frame in [0, 1] + (N, B, H, W) signed event bins → (N, C, H, W) refocused frame."""
+    def estimate_log_contrast(self, image: Tensor, sweep_bins: Tensor, prior_contrast: Tensor) -> Tensor:
+        """log c (N,) of each sample's sweep: ``image`` (N, C, H, W) is the frame, ``sweep_bins``
+        (N, SWEEP_CONTEXT_BINS, H, W) its whole sweep's signed events, ``prior_contrast`` (N,) the
+        non-learned estimate (``events.contrast``). Needs ``contrast_estimator=True``."""
+        if self.contrast_estimator is None:
+            raise ValueError("this EvRefocusNet was built without a contrast estimator")
+        context = sweep_context(image, sweep_bins.to(image.dtype))
+        return self.contrast_estimator(context, prior_contrast.to(context.dtype).log())
+
+    def for_sweep(self, image: Tensor, focal_stack: EventFocalStack, image_time_us: float,
+                  prior_contrast: float | None = None) -> EvRefocusNet | SweepRefocus:
+        """This net as a plain ``refocus(images, events)`` for one sweep (frame (C, H, W) and its event
+        focal stack): the contrast is estimated once, here (``prior_contrast``: the non-learned
+        estimate when already computed)."""
+        if self.contrast_estimator is None:
+            return self
+        prior = prior_contrast or estimate_contrast(image, focal_stack, image_time_us).contrast
+        log_contrast = self.estimate_log_contrast(image[None], focal_stack.whole_sweep_bins()[None],
+                                                  torch.tensor([prior], device=image.device))
+        return SweepRefocus(self, log_contrast[0])
+
+    def forward(self, image: Tensor, events: Tensor, image_features: list[Tensor] | None = None,
+                log_contrast: Tensor | None = None) -> Tensor:
+        """(N, C, H, W) frame in [0, 1] + (N, B, H, W) signed event bins → (N, C, H, W) refocused frame.
+
+        With a contrast estimator, ``log_contrast`` (N,) or () — the sweep's, from
+        ``estimate_log_contrast`` — scales the events into log-intensity steps before anything sees
+        them, so the layers work in the same units whatever the sensor's sensitivity.
+        """
         self._check_inputs(image, events)
         h, w = image.shape[-2:]
+        if self.contrast_estimator is not None:
+            if log_contrast is None:
+                raise ValueError("this EvRefocusNet estimates the event contrast: pass log_contrast "
+                                 "(from estimate_log_contrast on the sweep's frame and events)")
+            contrast = log_contrast.exp().to(image.dtype).expand(image.shape[0])[:, None, None, None]
+            events = events.to(image.dtype) * contrast
         skips = self.encoder(self._padded_log(image), pad_to_multiple(events.to(image.dtype), self.stride),
                              image_features)
         residual = self.to_residual(self.head(self.decoder(skips)))[..., :h, :w]
@@ -97,3 +183,21 @@ class EvRefocusNet(nn.Module):
         # compose in the image's precision: under autocast the residual arrives in bf16/fp16
         refocused = image + (image + self.log_eps) * torch.expm1(residual.to(image.dtype))
         return straight_through_clamp(refocused)
+
+
+class SweepRefocus:
+    """An ``EvRefocusNet`` with one sweep's estimated contrast fixed, callable like any refocus function."""
+
+    def __init__(self, net: EvRefocusNet, log_contrast: Tensor) -> None:
+        self.net = net
+        self.log_contrast = log_contrast
+
+    @property
+    def contrast(self) -> float:
+        return float(self.log_contrast.exp())
+
+    def encode_image(self, image: Tensor) -> list[Tensor]:
+        return self.net.encode_image(image)
+
+    def __call__(self, image: Tensor, events: Tensor, image_features: list[Tensor] | None = None) -> Tensor:
+        return self.net(image, events, image_features, log_contrast=self.log_contrast)

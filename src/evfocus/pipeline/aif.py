@@ -83,6 +83,7 @@ class AIFResult:
     search: SearchResult
     seconds: dict[str, float] = field(default_factory=dict)
     num_refocus_calls: int = 0
+    contrast: float | None = None  # the event contrast the refocus function used, when it estimated one
 
     @property
     def slice_index(self) -> Tensor:
@@ -211,10 +212,12 @@ class AIFPipeline:
                                                   cfg.efs_fine_bins)
         counts = patch_event_counts(events, cfg.search.grid_size, schedule.t_start_us, schedule.t_end_us,
                                     cfg.efs_fine_bins)
+        for_sweep = getattr(self.refocus, "for_sweep", None)
+        refocus = self.refocus if for_sweep is None else for_sweep(image, focal_stack, float(sweep.image_time_us))
         seconds["events"] = _lap(started, device)
 
         mark = time.perf_counter()
-        search = focus_search(image, float(sweep.image_time_us), focal_stack, self.refocus, cfg.search,
+        search = focus_search(image, float(sweep.image_time_us), focal_stack, refocus, cfg.search,
                               event_counts=counts, mode=cfg.mode)
         seconds["search"] = _lap(mark, device)
 
@@ -225,7 +228,7 @@ class AIFPipeline:
             separation = _separation_us(cfg.search, search, schedule.duration_us)
             slice_times = cluster_times(search.times_us, cfg.max_slices, separation)
             slices_per_batch = cfg.slices_per_batch
-        stack, calls = refocus_stack(self.refocus, image, sweep.image_time_us, focal_stack, slice_times,
+        stack, calls = refocus_stack(refocus, image, sweep.image_time_us, focal_stack, slice_times,
                                      cfg.search.num_bins, slices_per_batch, cfg.tile_px, cfg.tile_overlap_px)
         seconds["stack"] = _lap(mark, device)
 
@@ -246,7 +249,8 @@ class AIFPipeline:
         seconds["total"] = _lap(started, device)
         return AIFResult(aif=aif, depth_m=depth.reshape(1, *image.shape[-2:]), patch_depth_m=patch_depth,
                          slice_times_us=slice_times, weights=weights, stack=stack, search=search,
-                         seconds=seconds, num_refocus_calls=search.num_refocus_calls + calls)
+                         seconds=seconds, num_refocus_calls=search.num_refocus_calls + calls,
+                         contrast=getattr(refocus, "contrast", None))
 
 
 def sobel_remerge(result: AIFResult, schedule: FocusSchedule) -> AIFResult:

@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from evfocus.events.stream import EventStream
-
-GOLDEN_RATIO = (1.0 + 5.0**0.5) / 2.0
+from evfocus.golden import GOLDEN_RATIO
 
 Domain = Literal["time", "events"]
 SharpnessKind = Literal["variance", "gradient"]

@@ -191,8 +191,10 @@ def sample_scene(generator: torch.Generator, height: int, width: int, config: Sc
     device = generator.device
     count = _randint(generator, config.min_layers, config.max_layers + 1)
     low, high = 1.0 / config.far_m, 1.0 / config.near_m
-    unit = torch.sort(torch.rand(count + 1, generator=generator, device=device)).values
-    diopters = low + (high - low) * unit
+    # Log-uniform in metres (uniform in diopters put half the layers within 2x of the near focus, so
+    # the frame taken there was far sharper than in real scenes; docs/simulation_gap.md).
+    unit = torch.sort(torch.rand(count + 1, generator=generator, device=device), descending=True).values
+    diopters = 1.0 / (config.near_m * (config.far_m / config.near_m) ** unit)
     ys = torch.arange(height, device=device, dtype=torch.float32)
     xs = torch.arange(width, device=device, dtype=torch.float32)
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")

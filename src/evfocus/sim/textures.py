@@ -39,6 +39,8 @@ PHOTO_NAMES: tuple[str, ...] = (
 _MAX_PHOTO_SIDE_PX = 512  # photos are cached at most this large: plenty for 256-px scenes
 _MAX_SEED_BASE = 2**20
 _PROCEDURAL_KINDS = ("noise", "stripes", "checker", "shapes", "gradient")
+_LUMA_WEIGHTS = torch.tensor([0.299, 0.587, 0.114])  # BT.601, the grey event simulators are fed
+MIN_LUMA_STEP = 0.15
 
 
 class TextureError(ValueError):
@@ -113,9 +115,29 @@ def smooth_noise(generator: torch.Generator, channels: int, height: int, width: 
     return ((total - low) / (high - low).clamp_min(1e-6))[0]
 
 
+def _colour_pair(generator: torch.Generator) -> Tensor:
+    """Two sRGB colours (2,3,1,1) that differ in *luma*, not just in hue.
+
+    Event pixels see brightness only: two random colours often share their luma (a blue/purple
+    checker is nearly invisible to them), which made simulated sweeps fire 3-10x fewer events than
+    ray-traced scenes of real textures (docs/simulation_gap.md). The lumas are drawn apart by
+    ``MIN_LUMA_STEP``..0.9; the chroma is random around them.
+    """
+    device = generator.device
+    step = float(_uniform(generator, MIN_LUMA_STEP, 0.9))
+    low = float(_uniform(generator, 0.0, 1.0 - step))
+    lumas = torch.tensor([low, low + step], device=device).view(2, 1)
+    if float(_uniform(generator, 0.0, 1.0)) < 0.5:
+        lumas = lumas.flip(0)
+    chroma = torch.rand(2, 3, generator=generator, device=device) - 0.5
+    chroma = chroma - (chroma * _LUMA_WEIGHTS.to(device)).sum(dim=1, keepdim=True)  # zero-luma offsets
+    saturation = _uniform(generator, 0.0, 0.8, (2, 1))
+    return (lumas + saturation * chroma).clamp(0.0, 1.0).view(2, 3, 1, 1)
+
+
 def _colour_map(level: Tensor, generator: torch.Generator) -> Tensor:
-    """Map a (1,H,W) level in [0,1] between two random sRGB colours → (3,H,W)."""
-    colours = torch.rand(2, 3, 1, 1, generator=generator, device=generator.device)
+    """Map a (1,H,W) level in [0,1] between two sRGB colours of different luma → (3,H,W)."""
+    colours = _colour_pair(generator)
     return colours[0] + (colours[1] - colours[0]) * level
 
 
@@ -134,7 +156,7 @@ def _procedural(kind: str, generator: torch.Generator, height: int, width: int) 
     along = xx * math.cos(angle) + yy * math.sin(angle)
     across = -xx * math.sin(angle) + yy * math.cos(angle)
     if kind == "noise":
-        cell_px = _log_uniform(generator, 4.0, 96.0)
+        cell_px = _log_uniform(generator, 2.0, 48.0)
         level = smooth_noise(generator, 1, height, width, cell_px, octaves=4,
                              persistence=float(_uniform(generator, 0.35, 0.75)))
         tint = smooth_noise(generator, 3, height, width, cell_px)
@@ -186,7 +208,7 @@ def _photo_crop(photo_uint8: Tensor, generator: torch.Generator, height: int, wi
     device = generator.device
     photo = photo_uint8.to(device=device, dtype=torch.float32).unsqueeze(0) / 255.0
     photo_h, photo_w = photo.shape[-2:]
-    source_px_per_output_px = _log_uniform(generator, 0.5, 2.0)
+    source_px_per_output_px = _log_uniform(generator, 0.7, 3.0)
     angle = float(_uniform(generator, -math.pi, math.pi))
     mirror = -1.0 if float(_uniform(generator, 0, 1)) < 0.5 else 1.0
     centre = _uniform(generator, -0.6, 0.6, (2,))  # normalised [-1,1] coordinates of the crop centre

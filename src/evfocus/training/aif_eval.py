@@ -21,9 +21,9 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from evfocus.data.simulated import EvalRefocusSet, build_eval_sweeps
+from evfocus.events.integration import EventIntegrator, fit_contrast
 from evfocus.pipeline.aif import AIFPipeline, AIFResult, MergeFn, PipelineConfig, PipelineMode, sobel_remerge
 from evfocus.pipeline.depth import depth_errors, normalised_diopter
-from evfocus.pipeline.integration import EventIntegrator, fit_contrast
 from evfocus.pipeline.search import RefocusFn, SearchConfig
 from evfocus.sweep import Sweep
 from evfocus.training.metrics import build_metrics

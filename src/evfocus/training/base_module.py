@@ -53,6 +53,20 @@ class StageModule(L.LightningModule):
         return None
 
     # ---------------------------------------------------------------- shared steps
+    def log_contrast(self, batch: Batch, image_key: str) -> Tensor | None:
+        """The refocus net's per-sample event contrast estimate (N,), or None when it has no estimator;
+        ``batch[image_key]`` is the sweep's own frame (crop), ``batch["sweep_bins"]`` its events."""
+        if self.refocus_net.contrast_estimator is None:
+            return None
+        return self.refocus_net.estimate_log_contrast(batch[image_key], batch["sweep_bins"], batch["prior_contrast"])
+
+    def contrast_loss(self, log_contrast: Tensor, batch: Batch) -> Tensor:
+        """``loss.contrast`` × squared log error of the estimated contrast against the sweep's best fit
+        (logged), so the estimator learns its job directly, not only through the refocus loss."""
+        error = (log_contrast - batch["target_contrast"].to(log_contrast.dtype).log()).pow(2).mean()
+        self.log("train/contrast_log_error", error.detach().sqrt(), batch_size=log_contrast.shape[0])
+        return self.cfg.loss.contrast * error
+
     def checked_loss(self, pred: Tensor, target: Tensor, prefix: str = "train") -> Tensor:
         """Loss with its parts logged; a non-finite loss stops the run (last good checkpoint kept)."""
         total, parts = self.loss(pred, target)
@@ -86,7 +100,8 @@ class StageModule(L.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any] | None:
         if dataloader_idx == REFOCUS_PAIRS:
-            pred = self.refocus_net(batch["image"], batch["events"])
+            pred = self.refocus_net(batch["image"], batch["events"],
+                                    log_contrast=self.log_contrast(batch, "context_image"))
             target = batch["target"].float()
             self.test_metrics.update(pred.float().clamp(0, 1), target)
             self.test_identity_metrics.update(batch["image"].float(), target)

@@ -22,15 +22,19 @@ class RefocusModule(StageModule):
         super().__init__(cfg)
         self.val_metrics = build_metrics(self.cfg)
 
-    def forward(self, image: Tensor, events: Tensor) -> Tensor:
-        return self.refocus_net(image, events)
+    def forward(self, batch: Batch) -> Tensor:
+        return self.refocus_net(batch["image"], batch["events"], log_contrast=self.log_contrast(batch, "context_image"))
 
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
-        pred = self(batch["image"], batch["events"])
-        return {"loss": self.checked_loss(pred, batch["target"]), "pred": pred.detach()}
+        log_contrast = self.log_contrast(batch, "context_image")
+        pred = self.refocus_net(batch["image"], batch["events"], log_contrast=log_contrast)
+        loss = self.checked_loss(pred, batch["target"])
+        if log_contrast is not None:
+            loss = loss + self.contrast_loss(log_contrast, batch)
+        return {"loss": loss, "pred": pred.detach()}
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        pred = self(batch["image"], batch["events"])
+        pred = self(batch)
         total, _ = self.loss(pred, batch["target"])
         self.log("val/loss", total, batch_size=pred.shape[0])
         self.val_metrics.update(pred.float().clamp(0, 1), batch["target"].float())

@@ -11,12 +11,12 @@ Validation runs the whole pipeline on the validation sweeps (``val/psnr`` = AIF 
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from evfocus.events.voxel import EventFocalStack
 from evfocus.models.build import build_merge_net
 from evfocus.models.merge import EvMergeNet, MergeOutput
 from evfocus.pipeline.aif import cluster_times
@@ -78,6 +78,8 @@ class StackModule(StageModule):
             refocus_loss, _ = self.loss(oracle[mask], batch["slice_frames"][mask])
             self.log("train/refocus_loss", refocus_loss, batch_size=mask.shape[0])
             loss = loss + self.cfg.stack.refocus_loss_weight * refocus_loss
+        if not self.frozen_refocus and self.refocus_net.contrast_estimator is not None:
+            loss = loss + self.contrast_loss(self.log_contrast(batch, "image"), batch)
         return {"loss": loss}
 
     def _refocused(self, batch: Batch, slice_pos: Tensor) -> Tensor:
@@ -88,7 +90,9 @@ class StackModule(StageModule):
         events = segments_from_cumulative(batch["cumulative"], 0.0, 1.0, t0, slice_pos.flatten(),
                                           self.cfg.data.num_bins, crop_index=crop)
         images = batch["image"][crop]
-        return self.refocus_net(images, events).reshape(num, slices, *images.shape[1:])
+        log_contrast = self.log_contrast(batch, "image")
+        log_contrast = None if log_contrast is None else log_contrast[crop]
+        return self.refocus_net(images, events, log_contrast=log_contrast).reshape(num, slices, *images.shape[1:])
 
     def _stack(self, batch: Batch, slice_pos: Tensor, valid: Tensor) -> Tensor:
         if self.cfg.stage == "merge" and self.cfg.stack.teacher_forcing:
@@ -120,14 +124,16 @@ class StackModule(StageModule):
         for index in range(batch["image"].shape[0]):
             duration_us = float(batch["duration_us"][index])
             cumulative = batch["cumulative"][index]
-            focal_stack = SimpleNamespace(cumulative=cumulative, t_start_us=0.0, t_end_us=duration_us,
-                                          num_fine_bins=cumulative.shape[0] - 1)
+            focal_stack = EventFocalStack(cumulative, 0, round(duration_us))
             config = SearchConfig(num_bins=self.cfg.data.num_bins, grid_size=self.cfg.stack.oracle_grid,
                                   margin_px=search.margin_px, sharpness=search.sharpness,
                                   tolerance_us=self.cfg.stack.search_tolerance_fraction * duration_us,
                                   max_iters=search.max_iters, min_events=0)
+            refocus = self.refocus_net.for_sweep(batch["image"][index], focal_stack,
+                                                 float(batch["image_pos"][index]) * duration_us,
+                                                 float(batch["prior_contrast"][index]))
             found = focus_search(batch["image"][index], float(batch["image_pos"][index]) * duration_us,
-                                 focal_stack, self.refocus_net, config)
+                                 focal_stack, refocus, config)
             times = cluster_times(found.times_us, max_slices, config.tolerance_us) / duration_us
             positions[index, :len(times)] = times.to(positions.dtype)
             positions[index, len(times):] = batch["image_pos"][index]

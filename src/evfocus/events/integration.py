@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from evfocus.pipeline.search import GOLDEN_RATIO
+from evfocus.golden import GOLDEN_RATIO
 
 RefocusPair = tuple[Tensor, Tensor, Tensor]  # image (C,H,W)|(N,C,H,W), events (B,H,W)|(N,B,H,W), target
 

@@ -1,0 +1,38 @@
+"""Per-sweep contrast fields of every training sample: what the refocus net's contrast estimator reads
+(``sweep_bins``, ``prior_contrast``) and what it is taught to output (``target_contrast``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from evfocus.events.contrast import estimate_contrast
+from evfocus.events.integration import fit_contrast
+from evfocus.events.voxel import EventFocalStack
+from evfocus.sweep import Sweep
+
+TARGET_RANGE = (0.01, 1.0)  # a sweep whose events do not help at all fits c ≈ 0: no useful target
+
+
+def target_contrast(sweep: Sweep, focal_stack: EventFocalStack) -> float:
+    """The integration contrast that best turns the frame into the sweep's rendered frames (PSNR), from
+    the frame's moment to each of them: known only for simulated sweeps, which render those frames."""
+    if sweep.frames is None:
+        raise ValueError(f"{sweep.name}: a target contrast needs the sweep's ground-truth frames")
+    t0_us = torch.tensor([float(sweep.image_time_us)], dtype=torch.float64)
+    pairs = [(sweep.image, focal_stack.segments(t0_us, t_us.view(1).double(), 1)[0], frame)
+             for frame, t_us in zip(sweep.frames, sweep.frame_times_us, strict=True)
+             if int(t_us) != sweep.image_time_us]
+    if not pairs:
+        raise ValueError(f"{sweep.name}: no rendered frame away from the frame's moment")
+    return min(max(fit_contrast(pairs), TARGET_RANGE[0]), TARGET_RANGE[1])
+
+
+def sweep_contrast_fields(sweep: Sweep, focal_stack: EventFocalStack) -> dict[str, Tensor]:
+    """``sweep_bins`` (SWEEP_CONTEXT_BINS, H, W), ``prior_contrast`` and ``target_contrast`` (scalars)."""
+    prior = estimate_contrast(sweep.image, focal_stack, sweep.image_time_us).contrast
+    return {
+        "sweep_bins": focal_stack.whole_sweep_bins(),
+        "prior_contrast": torch.tensor(prior, dtype=torch.float32),
+        "target_contrast": torch.tensor(target_contrast(sweep, focal_stack), dtype=torch.float32),
+    }
