@@ -45,12 +45,12 @@ def test_every_stage_scores_the_whole_aif_task_with_references(chain):
     _, results = chain
     for result in results.values():
         aif = result["aif"]
-        assert {"pipeline", "gradient_merge", "integration", "identity"} <= aif["aif"].keys()
+        assert {"pipeline", "gradient_merge", "integration", "integration_sim_fit", "identity"} <= aif["aif"].keys()
         assert all(aif["aif"][m]["psnr"] is not None for m in aif["aif"])
         assert set(aif["depth"]["pipeline"]) == {"abs_rel", "rmse_m", "rmse_diopter"}
         assert aif["depth"]["mid_sweep"]["abs_rel"] > 0  # the constant-depth floor, for comparison
         assert aif["seconds_per_sweep"]["pipeline"] > 0 and aif["num_sweeps"] == 2
-        assert aif["integration_contrast"] > 0
+        assert aif["integration_contrast"] > 0 and aif["contrast_per_sweep"]["integration"] > 0
         assert result["refocus"]["model"]["psnr"] is not None
     joint = results["quickstart_joint"]
     assert joint["test"] == joint["aif"]["aif"]["pipeline"]

@@ -116,9 +116,10 @@ class ModelConfig:
     norm: str = "group"
     # start as event integration log I0 + c·Σevents with a learned c (None: the reference's plain residual)
     event_gain_init: float | None = 0.05
-    # estimate each sweep's event contrast from its frame and events (models/refocus.ContrastEstimator);
-    # the events are then scaled by it and event_gain_init multiplies it (1.0 = plain integration at start)
-    contrast_estimator: bool = False
+    # per-sweep event contrast instead of one global gain: "prior" = the non-learned self-calibration
+    # (events/contrast.py), "learned" = that prior corrected by models/refocus.ContrastEstimator; the
+    # events are scaled by it and event_gain_init multiplies it (1.0 = plain integration at the start)
+    contrast: str | None = None
 
 
 @dataclass
@@ -127,7 +128,7 @@ class LossConfig:
     ssim: float = 0.2
     lpips: float = 0.0
     gradient: float = 0.0
-    contrast: float = 0.1  # weight of the contrast estimator's log error (model.contrast_estimator)
+    contrast: float = 0.1  # weight of the contrast estimator's log error (model.contrast=learned)
 
 
 @dataclass
@@ -244,6 +245,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "sim.event_model": ("voltmeter", "ideal"),
     "sim.event_response": ("linear", "gamma", "random"),
     "model.name": ("evrefocusnet",),
+    "model.contrast": (None, "prior", "learned"),
     "model.norm": ("group", "batch", "none"),
     "optim.scheduler": ("cosine", "step", "none"),
     "logging.wandb.mode": ("offline", "online", "disabled"),

@@ -11,7 +11,7 @@ from evfocus.models.refocus import EvRefocusNet
 def build_refocus_net(cfg: DictConfig) -> EvRefocusNet:
     return EvRefocusNet(num_bins=cfg.data.num_bins, width=cfg.model.width, depth=cfg.model.depth,
                         norm=cfg.model.norm, event_gain_init=cfg.model.event_gain_init,
-                        contrast_estimator=cfg.model.contrast_estimator)
+                        contrast=cfg.model.contrast)
 
 
 def build_merge_net(cfg: DictConfig) -> EvMergeNet:

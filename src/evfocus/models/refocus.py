@@ -6,6 +6,8 @@ space that the real sensor (thresholds, noise, missed events) needs on top of th
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
@@ -36,6 +38,10 @@ def sweep_context(image: Tensor, sweep_bins: Tensor) -> Tensor:
         raise ValueError(f"sweep_bins must have {SWEEP_CONTEXT_BINS} bins, got shape {tuple(sweep_bins.shape)}")
     activity = torch.log1p(sweep_bins.abs()).sum(dim=1, keepdim=True)
     return torch.cat([torch.log(image + 1e-3), sweep_bins, activity], dim=1)
+
+
+ContrastSource = Literal["prior", "learned"]
+CONTRAST_SOURCES: tuple[str, ...] = ("prior", "learned")
 
 
 class ContrastEstimator(nn.Module):
@@ -95,7 +101,7 @@ class EvRefocusNet(nn.Module):
 
     def __init__(self, num_bins: int, image_channels: int = 3, width: int = 32, depth: int = 3,
                  norm: Norm = "group", log_eps: float = 1e-3, event_gain_init: float | None = None,
-                 contrast_estimator: bool = False) -> None:
+                 contrast: ContrastSource | None = None) -> None:
         super().__init__()
         if num_bins < 1:
             raise ValueError(f"num_bins must be >= 1, got {num_bins}")
@@ -114,9 +120,12 @@ class EvRefocusNet(nn.Module):
         nn.init.zeros_(self.to_residual.weight)
         nn.init.zeros_(self.to_residual.bias)
         self.event_gain = None if event_gain_init is None else nn.Parameter(torch.tensor(float(event_gain_init)))
-        if contrast_estimator and event_gain_init is None:
-            raise ValueError("contrast_estimator needs event_gain_init (the gain on the estimated contrast, e.g. 1.0)")
-        self.contrast_estimator = ContrastEstimator(image_channels) if contrast_estimator else None
+        if contrast not in (None, *CONTRAST_SOURCES):
+            raise ValueError(f"contrast must be None or one of {CONTRAST_SOURCES}, got {contrast!r}")
+        if contrast is not None and event_gain_init is None:
+            raise ValueError("a per-sweep contrast needs event_gain_init (the gain on it, e.g. 1.0)")
+        self.contrast_source = contrast
+        self.contrast_estimator = ContrastEstimator(image_channels) if contrast == "learned" else None
 
     def _check_inputs(self, image: Tensor, events: Tensor) -> None:
         if image.ndim != 4 or image.shape[1] != self.image_channels:
@@ -141,9 +150,11 @@ class EvRefocusNet(nn.Module):
     def estimate_log_contrast(self, image: Tensor, sweep_bins: Tensor, prior_contrast: Tensor) -> Tensor:
         """log c (N,) of each sample's sweep: ``image`` (N, C, H, W) is the frame, ``sweep_bins``
         (N, SWEEP_CONTEXT_BINS, H, W) its whole sweep's signed events, ``prior_contrast`` (N,) the
-        non-learned estimate (``events.contrast``). Needs ``contrast_estimator=True``."""
+        non-learned estimate (``events.contrast``), which is the answer with ``contrast="prior"``."""
+        if self.contrast_source is None:
+            raise ValueError("this EvRefocusNet uses one global event gain, not a per-sweep contrast")
         if self.contrast_estimator is None:
-            raise ValueError("this EvRefocusNet was built without a contrast estimator")
+            return prior_contrast.to(image.dtype).log()
         context = sweep_context(image, sweep_bins.to(image.dtype))
         return self.contrast_estimator(context, prior_contrast.to(context.dtype).log())
 
@@ -152,7 +163,7 @@ class EvRefocusNet(nn.Module):
         """This net as a plain ``refocus(images, events)`` for one sweep (frame (C, H, W) and its event
         focal stack): the contrast is estimated once, here (``prior_contrast``: the non-learned
         estimate when already computed)."""
-        if self.contrast_estimator is None:
+        if self.contrast_source is None:
             return self
         prior = prior_contrast or estimate_contrast(image, focal_stack, image_time_us).contrast
         log_contrast = self.estimate_log_contrast(image[None], focal_stack.whole_sweep_bins()[None],
@@ -169,7 +180,7 @@ class EvRefocusNet(nn.Module):
         """
         self._check_inputs(image, events)
         h, w = image.shape[-2:]
-        if self.contrast_estimator is not None:
+        if self.contrast_source is not None:
             if log_contrast is None:
                 raise ValueError("this EvRefocusNet estimates the event contrast: pass log_contrast "
                                  "(from estimate_log_contrast on the sweep's frame and events)")

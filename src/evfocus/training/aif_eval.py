@@ -5,8 +5,11 @@ Methods scored side by side on the same sweeps (ARCHITECTURE.md, method steps 2�
 - ``pipeline``: this stage's nets — search → stack → EvMergeNet (the refocus stage, which has no
   merge net, merges with Sobel energy, so its ``pipeline`` equals ``gradient_merge``);
 - ``gradient_merge``: the same refocused stack merged by Sobel energy (the reference's ablation);
-- ``integration``: no network at all — ``log I0 + c·Σ events`` refocusing (c fitted on the
-  validation sweeps) searched and merged by Sobel energy;
+- ``integration``: no network at all — ``log I0 + c·Σ events`` refocusing with the contrast each
+  sweep's own frame and events give (``events.contrast``, no ground truth), searched and merged by
+  Sobel energy: the reference a learned pipeline must beat on any sensor;
+- ``integration_sim_fit``: the same with one c fitted on the simulated validation sweeps (it suits
+  our simulator's sensors only);
 - ``identity``: the input frame as the all-in-focus image.
 """
 
@@ -21,7 +24,9 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from evfocus.data.simulated import EvalRefocusSet, build_eval_sweeps
+from evfocus.events.contrast import estimate_contrast
 from evfocus.events.integration import EventIntegrator, fit_contrast
+from evfocus.events.voxel import EventFocalStack
 from evfocus.pipeline.aif import AIFPipeline, AIFResult, MergeFn, PipelineConfig, PipelineMode, sobel_remerge
 from evfocus.pipeline.depth import depth_errors, normalised_diopter
 from evfocus.pipeline.search import RefocusFn, SearchConfig
@@ -29,6 +34,7 @@ from evfocus.sweep import Sweep
 from evfocus.training.metrics import build_metrics
 
 DEPTH_KEYS = ("abs_rel", "rmse_m", "rmse_diopter")
+SELF_CALIBRATION_BINS = 128  # time nodes of the focal stack the self-calibration reads
 
 
 # Batch sizes left unset pick per device: on a CPU, big batches of network inputs run slower per
@@ -90,11 +96,11 @@ class AIFEvaluator(nn.Module):
         self.cfg = cfg
         self.integration_contrast = integration_contrast if references else None
         self.references = references
-        self.methods = ["pipeline", "gradient_merge", "integration", "identity"]
+        self.methods = ["pipeline", "gradient_merge", "integration", "integration_sim_fit", "identity"]
         if not references:
             self.methods = ["pipeline", "identity"]
         elif integration_contrast is None:
-            self.methods.remove("integration")
+            self.methods.remove("integration_sim_fit")
         self.image_metrics = nn.ModuleDict({m: build_metrics(cfg) for m in self.methods})
         # "mid_sweep": one constant depth, the sweep's middle focus (in diopters) — the floor a
         # depth-from-focus map must beat to say anything about the scene.
@@ -102,6 +108,7 @@ class AIFEvaluator(nn.Module):
         self.seconds: dict[str, list[float]] = {m: [] for m in self.methods if m != "identity"}
         self.refocus_calls: list[int] = []
         self.num_slices: list[int] = []
+        self.contrasts: dict[str, list[float]] = {"pipeline": [], "integration": []}
 
     def _pipeline(self, refocus: RefocusFn, merge: MergeFn | None, sweep: Sweep,
                   device: torch.device) -> AIFPipeline:
@@ -118,10 +125,16 @@ class AIFEvaluator(nn.Module):
         runs: dict[str, Callable[[], AIFResult]] = {
             "pipeline": lambda: self._pipeline(refocus, merge, sweep, device)(sweep, device),
         }
+        if self.references:
+            runs["integration"] = lambda: self._pipeline(self_calibrated_integrator(sweep, device), None, sweep,
+                                                         device)(sweep, device)
         if self.integration_contrast is not None:
             integrator = EventIntegrator(self.integration_contrast)
-            runs["integration"] = lambda: self._pipeline(integrator, None, sweep, device)(sweep, device)
+            runs["integration_sim_fit"] = lambda: self._pipeline(integrator, None, sweep, device)(sweep, device)
         results = {name: run() for name, run in runs.items()}
+        for name, values in self.contrasts.items():
+            if name in results and results[name].contrast is not None:
+                values.append(results[name].contrast)
         if self.references:  # same search and stack, Sobel merge (the refocus stage has no other merge)
             results["gradient_merge"] = (sobel_remerge(results["pipeline"], sweep.schedule) if merge is not None
                                          else results["pipeline"])
@@ -149,6 +162,7 @@ class AIFEvaluator(nn.Module):
             "refocus_calls_per_sweep": _mean(self.refocus_calls),
             "slices_per_sweep": _mean(self.num_slices),
             "integration_contrast": self.integration_contrast,
+            "contrast_per_sweep": {name: _mean(values) for name, values in self.contrasts.items()},
             "num_sweeps": len(self.num_slices),
         }
 
@@ -158,9 +172,18 @@ class AIFEvaluator(nn.Module):
         self.depth = {m: _DepthMeans() for m in self.depth}
         self.seconds = {m: [] for m in self.seconds}
         self.refocus_calls, self.num_slices = [], []
+        self.contrasts = {name: [] for name in self.contrasts}
 
 
-def _mean(values: list[int]) -> float | None:
+def self_calibrated_integrator(sweep: Sweep, device: torch.device) -> EventIntegrator:
+    """Event integration at the contrast the sweep's own frame and events give (no ground truth)."""
+    schedule = sweep.schedule
+    focal_stack = EventFocalStack.from_events(sweep.events.to(device), schedule.t_start_us, schedule.t_end_us,
+                                              SELF_CALIBRATION_BINS)
+    return EventIntegrator(estimate_contrast(sweep.image.to(device), focal_stack, sweep.image_time_us).contrast)
+
+
+def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 

@@ -56,7 +56,7 @@ class StageModule(L.LightningModule):
     def log_contrast(self, batch: Batch, image_key: str) -> Tensor | None:
         """The refocus net's per-sample event contrast estimate (N,), or None when it has no estimator;
         ``batch[image_key]`` is the sweep's own frame (crop), ``batch["sweep_bins"]`` its events."""
-        if self.refocus_net.contrast_estimator is None:
+        if self.refocus_net.contrast_source is None:
             return None
         return self.refocus_net.estimate_log_contrast(batch[image_key], batch["sweep_bins"], batch["prior_contrast"])
 

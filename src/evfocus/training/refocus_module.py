@@ -29,7 +29,7 @@ class RefocusModule(StageModule):
         log_contrast = self.log_contrast(batch, "context_image")
         pred = self.refocus_net(batch["image"], batch["events"], log_contrast=log_contrast)
         loss = self.checked_loss(pred, batch["target"])
-        if log_contrast is not None:
+        if self.refocus_net.contrast_estimator is not None:
             loss = loss + self.contrast_loss(log_contrast, batch)
         return {"loss": loss, "pred": pred.detach()}
 
