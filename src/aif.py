@@ -14,7 +14,8 @@
   simulator (``--sim-size HxW`` renders them at another size).
 
 Per sweep, ``DIR/<name>/`` gets ``aif.png``, ``depth.png`` (turbo over the sweep's diopter range,
-near = warm), ``depth.npy`` (float32 metres, H×W), ``weights.png`` (the index of each pixel's
+near = warm), ``depth.npy`` (float32 metres, H×W), ``depth_confidence.npy`` (float32 in [0, 1], H×W;
+``evfocus.pipeline.depth.depth_confidence``), ``weights.png`` (the index of each pixel's
 heaviest slice, viridis, nearest slice dark), ``refocus.gif`` (the frame refocused at ``--frames``
 times evenly spread over the sweep; a strip under each frame marks the sweep position in the
 depth map's colours) and ``report.json`` (inputs, sweep timing, search and merge details, timings,
@@ -59,7 +60,7 @@ from evfocus.events.stream import EventStreamError
 from evfocus.events.voxel import EventFocalStack, EventRepresentationError
 from evfocus.optics import FocusSchedule, OpticsError
 from evfocus.pipeline.aif import AIFPipeline, AIFResult, PipelineConfig, refocus_stack
-from evfocus.pipeline.depth import depth_errors, normalised_diopter
+from evfocus.pipeline.depth import depth_errors, depth_scores, normalised_diopter
 from evfocus.sweep import Sweep, SweepError
 from evfocus.training.aif_eval import build_pipeline_config
 from evfocus.training.checkpoints import CheckpointError, StageCheckpoint, load_nets, load_stage_checkpoint
@@ -359,7 +360,7 @@ def quality_metrics(sweep: Sweep, result: AIFResult) -> dict[str, Any] | None:
         truth = sweep.depth_m.float().cpu()
         valid = torch.isfinite(truth)  # +inf marks pixels with no surface
         if bool(valid.any()):
-            metrics["depth"] = depth_errors(result.depth_m.float().cpu(), truth, valid)
+            metrics["depth"] = depth_scores(result.depth_m.float().cpu(), result.depth_confidence.cpu(), truth)
             metrics["patch_depth"] = depth_errors(result.patch_depth_m.float().cpu(), truth, valid)
             metrics["depth_valid_fraction"] = float(valid.float().mean())
     return metrics or None
@@ -431,6 +432,8 @@ def write_images(folder: Path, sweep: Sweep, result: AIFResult) -> None:
     depth = result.depth_m.float().cpu()
     iio.imwrite(folder / "depth.png", to_uint8(colour_map(normalised_diopter(depth, schedule), "turbo")))
     np.save(folder / "depth.npy", depth[0].numpy().astype(np.float32))
+    np.save(folder / "depth_confidence.npy", result.depth_confidence[0].float().cpu().numpy())
+    np.save(folder / "depth_confidence.npy", result.depth_confidence[0].float().cpu().numpy())
     slices = result.slice_index.float().cpu() / max(1, len(result.slice_times_us) - 1)
     iio.imwrite(folder / "weights.png", to_uint8(colour_map(slices[None], "viridis")))
 

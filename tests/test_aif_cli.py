@@ -86,6 +86,8 @@ def check_outputs(folder: Path, height: int, width: int, frames: int) -> dict:
     depth = np.load(folder / "depth.npy")
     assert depth.shape == (height, width) and depth.dtype == np.float32
     assert np.isfinite(depth).all() and (depth > 0).all()
+    confidence = np.load(folder / "depth_confidence.npy")
+    assert confidence.shape == (height, width) and confidence.min() >= 0 and confidence.max() <= 1
     assert iio.imread(folder / "aif.png").shape == (height, width, 3)
     assert iio.imread(folder / "depth.png").shape == (height, width, 3)
     assert iio.imread(folder / "weights.png").shape == (height, width, 3)
@@ -121,7 +123,8 @@ def test_capture_folder_and_sim_with_merge_run(runs, tmp_path):
     metrics = report["metrics"]
     for label in ("aif", "input"):
         assert set(metrics[label]) == {"psnr", "ssim"} and np.isfinite(metrics[label]["psnr"])
-    assert set(metrics["depth"]) == {"abs_rel", "rmse_m", "rmse_diopter"}
+    assert set(metrics["depth"]) == {"abs_rel", "rmse_m", "rmse_diopter", "abs_rel_confident", "confident_fraction"}
+    assert 0 <= metrics["depth"]["confident_fraction"] <= 1
 
     report = check_outputs(out / "sim-test-1", 48, 48, frames=5)  # the checkpoint's own sim size
     assert report["source"]["kind"] == "sim" and report["source"]["seed"] == 1

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from evfocus.optics import FocusSchedule
-from evfocus.pipeline.depth import depth_errors, patch_depth_map, weighted_depth_map
+from evfocus.pipeline.depth import (
+    depth_confidence,
+    depth_errors,
+    depth_scores,
+    patch_depth_map,
+    regularise_depth,
+    weighted_depth_map,
+)
 from evfocus.pipeline.search import PatchGrid
 
 # Focus 0.5 m (2 D) at t=0 → 4 m (0.25 D) at t=1750 µs: 1 D per 1000 µs, so D(t) = 2 - t/1000.
@@ -127,3 +134,45 @@ def test_depth_errors_rejects_bad_input() -> None:
         depth_errors(ones, ones, valid_mask=torch.ones(1, 2, 2))  # not bool
     with pytest.raises(ValueError, match="no pixel"):
         depth_errors(ones, ones, valid_mask=torch.zeros(1, 2, 2, dtype=torch.bool))
+
+
+def test_depth_confidence_is_high_only_where_one_slice_is_sharpest_and_textured():
+    """A stack whose left half is sharp in slice 0 only and whose right half is flat everywhere."""
+    torch.manual_seed(0)
+    texture = torch.rand(1, 32, 32)
+    blurred = torch.nn.functional.avg_pool2d(texture[None], 9, 1, 4)[0]
+    flat = torch.full((1, 32, 32), 0.5)
+    stack = torch.stack([blurred, blurred, blurred]).expand(3, 3, 32, 32).clone()
+    stack[0, :, :, :16] = texture[:, :, :16]
+    stack[:, :, :, 16:] = flat[:, :, 16:]
+    confidence = depth_confidence(stack)
+    assert confidence.shape == (1, 32, 32) and float(confidence.min()) >= 0 and float(confidence.max()) <= 1
+    assert float(confidence[0, 8:24, 2:10].mean()) > 0.3  # sharp in one slice, textured
+    assert float(confidence[0, :, 27:].max()) < 0.05  # flat (beyond the 3 sigma the sharpness is pooled over)
+    assert float(depth_confidence(stack[:1]).max()) == 0.0  # one slice: nothing to compare
+
+
+def test_regularised_depth_spreads_confident_depth_within_a_surface_not_across_edges():
+    guide = torch.zeros(3, 24, 24)
+    guide[:, :, 12:] = 1.0  # two surfaces, an edge at column 12
+    depth = torch.full((1, 24, 24), 1.0)
+    depth[:, :, 12:] = 3.0
+    depth[:, 10, 4] = 9.0  # an unconfident outlier on the left surface
+    confidence = torch.ones(1, 24, 24)
+    confidence[:, 10, 4] = 0.0
+    smoothed = regularise_depth(depth, confidence, guide, radius_px=4)
+    assert float(smoothed[0, 10, 4]) == pytest.approx(1.0, rel=1e-3)  # filled from its confident surface
+    assert float(smoothed[0, :, :11].max()) < 1.01 and float(smoothed[0, :, 13:].min()) > 2.99  # edge kept
+
+
+def test_depth_scores_report_confident_pixels_separately():
+    truth = torch.full((1, 4, 4), 2.0)
+    truth[0, 0, 0] = float("inf")  # no surface: not scored
+    depth = torch.full((1, 4, 4), 2.0)
+    depth[0, 3, 3] = 4.0
+    confidence = torch.ones(1, 4, 4)
+    confidence[0, 3, 3] = 0.0
+    scores = depth_scores(depth, confidence, truth)
+    assert scores["abs_rel"] == pytest.approx(1.0 / 15) and scores["abs_rel_confident"] == pytest.approx(0.0)
+    assert scores["confident_fraction"] == pytest.approx(14 / 15)
+    assert depth_scores(depth, torch.zeros(1, 4, 4), truth)["abs_rel_confident"] is None

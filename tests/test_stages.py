@@ -47,7 +47,8 @@ def test_every_stage_scores_the_whole_aif_task_with_references(chain):
         aif = result["aif"]
         assert {"pipeline", "gradient_merge", "integration", "integration_sim_fit", "identity"} <= aif["aif"].keys()
         assert all(aif["aif"][m]["psnr"] is not None for m in aif["aif"])
-        assert set(aif["depth"]["pipeline"]) == {"abs_rel", "rmse_m", "rmse_diopter"}
+        assert set(aif["depth"]["pipeline"]) == {"abs_rel", "rmse_m", "rmse_diopter", "abs_rel_confident",
+                                                 "confident_fraction"}
         assert aif["depth"]["mid_sweep"]["abs_rel"] > 0  # the constant-depth floor, for comparison
         assert aif["seconds_per_sweep"]["pipeline"] > 0 and aif["num_sweeps"] == 2
         assert aif["integration_contrast"] > 0 and aif["contrast_per_sweep"]["integration"] > 0

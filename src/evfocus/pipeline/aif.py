@@ -27,7 +27,7 @@ from torch import Tensor
 from evfocus.events.voxel import EventFocalStack
 from evfocus.models.merge import MergeOutput, gradient_energy_merge
 from evfocus.optics import FocusSchedule
-from evfocus.pipeline.depth import patch_depth_map, weighted_depth_map
+from evfocus.pipeline.depth import depth_confidence, patch_depth_map, regularise_depth, weighted_depth_map
 from evfocus.pipeline.search import RefocusFn, SearchConfig, SearchResult, focus_search, patch_event_counts
 from evfocus.sweep import Sweep
 
@@ -75,7 +75,8 @@ class AIFResult:
     """One sweep's outputs; tensors on the pipeline's device, images (C,H,W) in [0, 1]."""
 
     aif: Tensor  # (C, H, W)
-    depth_m: Tensor  # (1, H, W): per pixel, from the merge weights
+    depth_m: Tensor  # (1, H, W): per pixel, from the merge weights, regularised along image edges
+    depth_confidence: Tensor  # (1, H, W) in [0, 1]: see pipeline.depth.depth_confidence
     patch_depth_m: Tensor  # (1, H, W): per patch, from the search alone
     slice_times_us: Tensor  # (S,) float64, ascending
     weights: Tensor  # (S, H, W), sum to 1 per pixel
@@ -245,9 +246,10 @@ class AIFPipeline:
         seconds["merge"] = _lap(mark, device)
 
         patch_depth, _ = patch_depth_map(search.times_us, search.patch_boxes, schedule, *image.shape[-2:])
-        depth = weighted_depth_map(weights, slice_times, schedule)
+        confidence = depth_confidence(stack)
+        depth = _per_pixel_depth(weights, slice_times, schedule, confidence, aif)
         seconds["total"] = _lap(started, device)
-        return AIFResult(aif=aif, depth_m=depth.reshape(1, *image.shape[-2:]), patch_depth_m=patch_depth,
+        return AIFResult(aif=aif, depth_m=depth, depth_confidence=confidence, patch_depth_m=patch_depth,
                          slice_times_us=slice_times, weights=weights, stack=stack, search=search,
                          seconds=seconds, num_refocus_calls=search.num_refocus_calls + calls,
                          contrast=getattr(refocus, "contrast", None))
@@ -259,10 +261,17 @@ def sobel_remerge(result: AIFResult, schedule: FocusSchedule) -> AIFResult:
     started = time.perf_counter()
     merged = gradient_energy_merge(result.stack[None])
     weights = merged.weights[0]
-    depth = weighted_depth_map(weights, result.slice_times_us, schedule).reshape(result.depth_m.shape)
+    depth = _per_pixel_depth(weights, result.slice_times_us, schedule, result.depth_confidence, merged.image[0])
     seconds = {**result.seconds, "merge": time.perf_counter() - started}
     seconds["total"] = result.seconds["total"] - result.seconds["merge"] + seconds["merge"]
     return replace(result, aif=merged.image[0], weights=weights, depth_m=depth, seconds=seconds)
+
+
+def _per_pixel_depth(weights: Tensor, slice_times_us: Tensor, schedule: FocusSchedule, confidence: Tensor,
+                     aif: Tensor) -> Tensor:
+    """(1, H, W) metres: the merge weights' diopter average, smoothed by confidence along the AIF's edges."""
+    depth = weighted_depth_map(weights, slice_times_us, schedule).reshape(1, *weights.shape[-2:])
+    return regularise_depth(depth, confidence, aif)
 
 
 def _merge_joined(merge: MergeFn, stack: Tensor, events: Tensor) -> Tensor:

@@ -11,6 +11,9 @@ against ground truth in both units.
 
 from __future__ import annotations
 
+import math
+
+import kornia
 import torch
 from torch import Tensor
 
@@ -124,3 +127,62 @@ def normalised_diopter(depth_m: Tensor, schedule: FocusSchedule) -> Tensor:
     """Depth (m) → 0 at the sweep's far focus, 1 at its near focus: for colour maps (near = warm)."""
     span = schedule.near_diopter - schedule.far_diopter
     return (1.0 / depth_m.float() - schedule.far_diopter) / span
+
+
+def depth_confidence(stack: Tensor, sigma_px: float = 3.0, texture_scale: float = 0.02) -> Tensor:
+    """(1, H, W) in [0, 1]: how far the per-pixel depth from focus can be trusted.
+
+    Two things must hold at a pixel: one slice of the focal ``stack`` (S, C, H, W) must be clearly
+    sharper there than the others (else the depth is an average, not a measurement), and there must
+    be texture at all (a flat region looks the same at every focus). Local sharpness is the Sobel
+    energy over a Gaussian of ``sigma_px``; confidence = (max − mean)/max over the slices × g/(g +
+    ``texture_scale``) with g the RMS gradient of the sharpest slice.
+    """
+    if stack.shape[0] < 2:
+        return torch.zeros((1, *stack.shape[-2:]), device=stack.device)
+    grey = stack.float().mean(dim=1, keepdim=True)
+    size = 2 * math.ceil(3 * sigma_px) + 1
+    energy = kornia.filters.spatial_gradient(grey).pow(2).sum(dim=2)
+    energy = kornia.filters.gaussian_blur2d(energy, (size, size), (sigma_px, sigma_px))[:, 0]  # (S, H, W)
+    peak = energy.amax(dim=0)
+    decisive = (peak - energy.mean(dim=0)) / peak.clamp_min(1e-12)
+    texture = peak.sqrt()
+    return (decisive * texture / (texture + texture_scale))[None]
+
+
+def regularise_depth(depth_m: Tensor, confidence: Tensor, guide: Tensor, radius_px: int = 8,
+                     colour_sigma: float = 0.1) -> Tensor:
+    """Edge-aware, confidence-weighted smoothing of a (1, H, W) depth map, in diopters.
+
+    A joint bilateral filter (kornia) steered by the all-in-focus ``guide`` (C, H, W) spreads
+    confident depths over their own surface and not across image edges: normalised convolution
+    ``B(c·D) / B(c)`` with D = 1/depth (defocus is linear in diopters). Its weights are positive, so
+    the ratio is a weighted mean of measured depths; where no confidence is near, the input stays.
+    """
+    size = 2 * radius_px + 1
+    spatial_sigma = radius_px / 2
+    grey = guide.float().mean(dim=0, keepdim=True)[None]
+    weight = confidence.float()[None] + 1e-6
+    diopter = 1.0 / depth_m.float()[None]
+
+    def blur(values: Tensor) -> Tensor:
+        return kornia.filters.joint_bilateral_blur(values, grey, (size, size), colour_sigma,
+                                                   (spatial_sigma, spatial_sigma), border_type="replicate")
+
+    smoothed = blur(weight * diopter) / blur(weight)
+    return (1.0 / smoothed)[0]
+
+
+CONFIDENT = 0.3  # depth_confidence at or above which a pixel counts as confident in the scores
+
+
+def depth_scores(depth_m: Tensor, confidence: Tensor, true_depth_m: Tensor) -> dict[str, float | None]:
+    """``depth_errors`` over every pixel with ground truth (+inf marks no surface), plus ``abs_rel`` over
+    the confident pixels only (None when there are none) and the ``confident_fraction`` of pixels."""
+    truth = true_depth_m.to(depth_m.device)
+    valid = torch.isfinite(truth)
+    scores: dict[str, float | None] = dict(depth_errors(depth_m, truth, valid))
+    confident = valid & (confidence.to(depth_m.device) >= CONFIDENT)
+    scores["abs_rel_confident"] = depth_errors(depth_m, truth, confident)["abs_rel"] if bool(confident.any()) else None
+    scores["confident_fraction"] = float(confident.float().sum() / valid.float().sum())
+    return scores

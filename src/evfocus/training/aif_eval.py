@@ -28,12 +28,12 @@ from evfocus.events.contrast import estimate_contrast
 from evfocus.events.integration import EventIntegrator, fit_contrast
 from evfocus.events.voxel import EventFocalStack
 from evfocus.pipeline.aif import AIFPipeline, AIFResult, MergeFn, PipelineConfig, PipelineMode, sobel_remerge
-from evfocus.pipeline.depth import depth_errors, normalised_diopter
+from evfocus.pipeline.depth import depth_scores, normalised_diopter
 from evfocus.pipeline.search import RefocusFn, SearchConfig
 from evfocus.sweep import Sweep
 from evfocus.training.metrics import build_metrics
 
-DEPTH_KEYS = ("abs_rel", "rmse_m", "rmse_diopter")
+DEPTH_KEYS = ("abs_rel", "rmse_m", "rmse_diopter", "abs_rel_confident", "confident_fraction")
 SELF_CALIBRATION_BINS = 128  # time nodes of the focal stack the self-calibration reads
 
 
@@ -74,17 +74,18 @@ def fit_integration_contrast(cfg: DictConfig) -> float:
 
 
 class _DepthMeans:
-    def __init__(self) -> None:
-        self.sums = dict.fromkeys(DEPTH_KEYS, 0.0)
-        self.count = 0
+    """Mean of each depth score over the sweeps that have it (a sweep may have no confident pixel)."""
 
-    def update(self, errors: dict[str, float]) -> None:
+    def __init__(self) -> None:
+        self.values: dict[str, list[float]] = {key: [] for key in DEPTH_KEYS}
+
+    def update(self, scores: dict[str, float | None]) -> None:
         for key in DEPTH_KEYS:
-            self.sums[key] += errors[key]
-        self.count += 1
+            if scores[key] is not None:
+                self.values[key].append(scores[key])
 
     def compute(self) -> dict[str, float | None]:
-        return {k: (v / self.count if self.count else None) for k, v in self.sums.items()}
+        return {key: _mean(values) for key, values in self.values.items()}
 
 
 class AIFEvaluator(nn.Module):
@@ -142,12 +143,13 @@ class AIFEvaluator(nn.Module):
             self.image_metrics[name].update(result.aif[None].clamp(0, 1), target)
             self.seconds[name].append(result.seconds["total"])
             if sweep.depth_m is not None:
-                self.depth[name].update(depth_errors(result.depth_m, sweep.depth_m.to(device)))
+                self.depth[name].update(depth_scores(result.depth_m, result.depth_confidence, sweep.depth_m))
         if sweep.depth_m is not None:
             schedule = sweep.schedule
             mid_sweep_m = 2.0 / (schedule.near_diopter + schedule.far_diopter)
             truth = sweep.depth_m.to(device)
-            self.depth["mid_sweep"].update(depth_errors(torch.full_like(truth, mid_sweep_m), truth))
+            constant = torch.full_like(truth, mid_sweep_m)
+            self.depth["mid_sweep"].update(depth_scores(constant, torch.zeros_like(truth), truth))
         self.image_metrics["identity"].update(sweep.image.to(device)[None], target)
         self.refocus_calls.append(results["pipeline"].num_refocus_calls)
         self.num_slices.append(len(results["pipeline"].slice_times_us))
