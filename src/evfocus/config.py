@@ -106,6 +106,9 @@ class DataConfig:
     test_sweeps: int = 16
     eval_pairs_per_sweep: int = 4
     cache_dir: str = ".cache/evfocus"
+    # model.contrast: train on each sweep's true best contrast × exp(jitter·N(0,1)) instead of the
+    # self-calibration's estimate (data/contrast_fields.teach_contrast); null: the estimate itself
+    contrast_teacher_jitter: float | None = None
 
 
 @dataclass
@@ -364,6 +367,9 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{key}: must be positive (or null), got {value}")
+    jitter = cfg.data.contrast_teacher_jitter
+    if jitter is not None and jitter < 0:
+        raise ConfigError(f"data.contrast_teacher_jitter: must be >= 0 (or null), got {jitter}")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers: must be >= 0, got {cfg.data.num_workers}")
 

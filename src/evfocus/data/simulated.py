@@ -20,6 +20,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from evfocus.data.contrast_fields import teach_contrast
 from evfocus.data.samples import Sample, random_pairs, refocus_samples
 from evfocus.data.stack_samples import stack_samples, sweep_oracle_frames
 from evfocus.data.sweep_cache import load_sweeps, save_sweeps
@@ -95,6 +96,11 @@ class SimulatedRefocusStream(IterableDataset):
             emitted += 1
 
     def _sweep_samples(self, sweep_seed: int, generator: torch.Generator) -> list[Sample]:
+        samples = self._simulated_samples(sweep_seed, generator)
+        jitter = self.cfg.data.contrast_teacher_jitter
+        return samples if jitter is None else teach_contrast(samples, jitter, generator)
+
+    def _simulated_samples(self, sweep_seed: int, generator: torch.Generator) -> list[Sample]:
         data = self.cfg.data
         if self.kind == "stack":
             sweep = self.simulator.simulate(sweep_seed, sweep_oracle_frames)
