@@ -122,7 +122,7 @@ def test_checkpoints_from_before_the_event_gain_still_load(tmp_path, chain):
 
     _, results = chain
     source = resolve_checkpoint(Path(results["quickstart"]["run_dir"]))
-    content = torch.load(source, weights_only=False)
+    content = torch.load(source, weights_only=True)
     del content["hyper_parameters"]["cfg"]["model"]["event_gain_init"]
     del content["hyper_parameters"]["cfg"]["pipeline"]  # a section added later as well
     content["state_dict"] = {k: v for k, v in content["state_dict"].items() if not k.endswith("event_gain")}

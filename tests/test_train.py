@@ -53,16 +53,26 @@ def test_print_config_shows_resolved_values():
     assert result.returncode == 0 and "seed: 11" in result.stdout and "crop_size: 64" in result.stdout
 
 
-def test_resume_continues_step_count_and_run_folder(tmp_path):
+def test_resume_continues_step_count_and_run_folder(tmp_path, monkeypatch):
     overrides = [*tiny_overrides(tmp_path), "run_name=resume", "trainer.max_epochs=1", "logging.wandb.enabled=false"]
     first, objects = train(load_config(ROOT / "configs/quickstart.yaml", overrides))
     steps_per_epoch = first["global_step"]
     assert steps_per_epoch > 0
     last = objects["run_dir"] / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=False)["global_step"] == steps_per_epoch
+    assert torch.load(last, weights_only=True)["global_step"] == steps_per_epoch
 
+    real_load, loads = torch.load, []
+
+    def recording_load(*args, **kwargs):
+        loads.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
     second, objects = train(load_config(ROOT / "configs/quickstart.yaml",
                                         [*overrides, "ckpt_path=last", "trainer.max_epochs=2"]))
+    monkeypatch.undo()
+    # evfocus's own checks, Lightning's restore for fit and its load of the best checkpoint for test
+    assert len(loads) >= 3 and all(weights_only is True for weights_only in loads), loads
     assert second["resumed_from"] == str(last)
     assert second["global_step"] == 2 * steps_per_epoch
     assert objects["run_dir"] == tmp_path / "runs" / "evfocus" / "resume"
@@ -88,7 +98,7 @@ def test_sigint_saves_a_checkpoint_before_exiting(tmp_path):
     assert process.returncode == 130, output[-3000:]
     checkpoint = tmp_path / "runs" / "evfocus" / "sig" / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file(), output[-3000:]
-    assert torch.load(checkpoint, weights_only=False)["global_step"] > 0
+    assert torch.load(checkpoint, weights_only=True)["global_step"] > 0
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
@@ -107,7 +117,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     monkeypatch.setattr(refocus_module.RefocusModule, "training_step", poisoned_step)
     with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
         train(load_config(ROOT / "configs/quickstart.yaml", overrides))
-    checkpoint = torch.load(tmp_path / "runs/evfocus/nan/checkpoints/last.ckpt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "runs/evfocus/nan/checkpoints/last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 1
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
 
