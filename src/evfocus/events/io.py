@@ -2,7 +2,10 @@
 
 Every reader converts to the contract's polarity (+1 = brightness increase) and its docstring
 says which convention it assumed. Every error names the file (and key) and the problem:
-a broken capture must stop a run, never feed it silently wrong events.
+a broken capture must stop a run, never feed it silently wrong events. Readers raise only
+``EventFileError`` (or its subclasses ``CaptureError``, ``MissingFileError``) for a file that is
+unreadable or breaks its format, and ``EventStreamError`` for events that break the contract
+(unsorted times); ``tests/test_fuzz_inputs.py`` holds them to that with fuzzed files.
 """
 
 from __future__ import annotations
@@ -59,9 +62,11 @@ def _integer_column(values: np.ndarray, where: str) -> np.ndarray:
         if (values != np.round(values)).any():
             bad = values[values != np.round(values)][:3].tolist()
             raise EventFileError(f"{where}: expected whole numbers, found non-integer values such as {bad}")
-    if values.size and values.dtype.kind in "uf" and not -INT64_LIMIT <= values.min() <= values.max() < INT64_LIMIT:
-        raise EventFileError(f"{where}: values span [{values.min()}, {values.max()}], beyond the int64 range "
-                             f"[-2^63, 2^63) of timestamps and coordinates")
+    if values.size and values.dtype.kind in "uf":
+        low, high = values.min().item(), values.max().item()  # Python numbers compare exactly, without casts
+        if not (low >= -INT64_LIMIT and high < INT64_LIMIT):
+            raise EventFileError(f"{where}: values span [{low}, {high}], beyond the int64 range [-2^63, 2^63) "
+                                 "of timestamps and coordinates")
     return values.astype(np.int64)
 
 
@@ -110,12 +115,12 @@ def _load_npy(path: Path) -> np.ndarray:
     try:
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError):
+        except Exception:  # not mappable, or a broken header: size-check, then numpy's in-memory error
             _check_npy_not_truncated(path)
             array = np.load(path, allow_pickle=False)
     except EventFileError:
         raise
-    except (ValueError, OSError, EOFError) as error:
+    except Exception as error:  # numpy raises many types for broken headers (even tokenize.TokenError)
         raise EventFileError(f"{path}: not a loadable .npy array (corrupt or truncated?): {error}") from error
     if not isinstance(array, np.ndarray):
         raise EventFileError(f"{path}: expected a single .npy array, got {type(array).__name__}")
@@ -180,6 +185,18 @@ def _h5_sensor_size(file: h5py.File, width: int | None, height: int | None, path
     return file_width, file_height
 
 
+def _h5_columns(file: h5py.File, path: Path) -> dict[str, np.ndarray]:
+    columns = {}
+    for key in H5_KEYS:
+        dataset = file.get(key)
+        if not isinstance(dataset, h5py.Dataset):
+            raise EventFileError(f"{path}: missing dataset '{key}' (expected {', '.join(H5_KEYS)})")
+        if dataset.ndim != 1:
+            raise EventFileError(f"{path}: dataset '{key}' must be 1-D, got shape {dataset.shape}")
+        columns[key] = dataset[()]
+    return columns
+
+
 def read_events_h5(
     path: PathLike,
     width: int | None = None,
@@ -197,19 +214,13 @@ def read_events_h5(
     path = Path(path)
     _require_file(path)
     try:
-        file = h5py.File(path, "r")
-    except OSError as error:
-        raise EventFileError(f"{path}: not a readable HDF5 file: {error}") from error
-    with file:
-        columns = {}
-        for key in H5_KEYS:
-            dataset = file.get(key)
-            if not isinstance(dataset, h5py.Dataset):
-                raise EventFileError(f"{path}: missing dataset '{key}' (expected {', '.join(H5_KEYS)})")
-            if dataset.ndim != 1:
-                raise EventFileError(f"{path}: dataset '{key}' must be 1-D, got shape {dataset.shape}")
-            columns[key] = dataset[()]
-        width, height = _h5_sensor_size(file, width, height, path)
+        with h5py.File(path, "r") as file:
+            columns = _h5_columns(file, path)
+            width, height = _h5_sensor_size(file, width, height, path)
+    except EventFileError:
+        raise
+    except Exception as error:  # h5py raises OSError, KeyError, TypeError, ... for damaged files and chunks
+        raise EventFileError(f"{path}: not a readable HDF5 file ({type(error).__name__}: {error})") from error
     lengths = {key: len(values) for key, values in columns.items()}
     if len(set(lengths.values())) != 1:
         raise EventFileError(f"{path}: datasets differ in length: "
@@ -272,16 +283,18 @@ def _read_image(path: Path) -> Tensor:
 
 
 def _read_depth(path: Path, height: int, width: int) -> Tensor:
-    """(H,W) or (1,H,W) metres → (1,H,W) float32; +inf (no surface) allowed, NaN and <= 0 not."""
+    """(H,W) or (1,H,W) metres → (1,H,W) float32; +inf (no surface) allowed; NaN, <= 0 and finite values
+    beyond float32 (which the cast would silently turn into +inf, "no surface") not."""
     depth = _load_npy(path)
     if depth.shape not in ((height, width), (1, height, width)):
         raise CaptureError(f"{path}: depth must be ({height}, {width}) like the image, got {depth.shape}")
     if depth.dtype.kind not in "fiu":
         raise CaptureError(f"{path}: depth must be numeric metres, got dtype {depth.dtype}")
-    depth = np.array(depth, dtype=np.float32).reshape(1, height, width)
-    if np.isnan(depth).any() or (depth <= 0).any():
-        raise CaptureError(f"{path}: depth must be positive metres, found NaN or values <= 0")
-    return torch.from_numpy(depth)
+    too_large = np.isfinite(depth) & (depth > np.finfo(np.float32).max)  # compared before the cast
+    if np.isnan(depth).any() or (depth <= 0).any() or too_large.any():
+        raise CaptureError(f"{path}: depth must be positive metres (+inf: no surface), found NaN, values <= 0 "
+                           "or values beyond float32")
+    return torch.from_numpy(np.array(depth, dtype=np.float32).reshape(1, height, width))
 
 
 def _meta_number(meta: dict, key: str, path: Path, whole_us: bool = False) -> float:
@@ -300,7 +313,7 @@ def _read_meta(path: Path, image_path: Path, height: int, width: int) -> tuple[F
     """``meta/<name>.json`` → (schedule, image_time_us, the parsed JSON), checked against the image size."""
     try:
         meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # bad JSON or UTF-8, a 5000-digit int, nesting beyond the stack
         raise CaptureError(f"{path}: not valid JSON: {error}") from error
     if not isinstance(meta, dict):
         raise CaptureError(f"{path}: the top level must be a JSON object, got {type(meta).__name__}")
