@@ -82,3 +82,15 @@ def test_the_crafted_file_does_run_code_when_loaded_unsafely(tmp_path):
     marker, files = crafted_checkpoints(tmp_path)
     torch.load(files[0], weights_only=False)
     assert marker.exists()
+
+
+@pytest.mark.parametrize("content", [
+    [1, 2], {"state_dict": {}, "hyper_parameters": [1]}, {"state_dict": {}, "hyper_parameters": {"cfg": "refocus"}},
+    {"state_dict": [], "hyper_parameters": {"cfg": {"stage": "refocus"}}},
+    {"state_dict": {}, "hyper_parameters": {"cfg": {"stage": "refocus", "model": 3}}},
+    {"state_dict": {}, "hyper_parameters": {"cfg": {"stage": "refocus", "seed": "many"}}},
+], ids=["list", "hparams-list", "cfg-string", "state-dict-list", "model-int", "seed-string"])
+def test_a_tensors_only_file_of_another_shape_is_a_clear_error(tmp_path, content):
+    torch.save(content, tmp_path / "odd.ckpt")
+    with pytest.raises(CheckpointError, match=r"odd\.ckpt: (not an evfocus checkpoint|its config does not fit)"):
+        load_stage_checkpoint(tmp_path / "odd.ckpt")

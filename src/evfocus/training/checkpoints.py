@@ -78,24 +78,26 @@ def load_stage_checkpoint(path: str | Path, stages: tuple[str, ...] | None = Non
     """Read a checkpoint written by ``src/train.py``; ``stages`` lists the stages accepted."""
     file = resolve_checkpoint(path)
     content = load_checkpoint_file(file)
-    cfg = content.get("hyper_parameters", {}).get("cfg") if isinstance(content, dict) else None
-    if cfg is None or "state_dict" not in content:
+    hyper_parameters = content.get("hyper_parameters") if isinstance(content, dict) else None
+    cfg = hyper_parameters.get("cfg") if isinstance(hyper_parameters, dict) else None
+    if not isinstance(cfg, dict) or not isinstance(content.get("state_dict"), dict):
         raise CheckpointError(f"{file}: not an evfocus checkpoint (no hyper_parameters.cfg / state_dict)")
     stage = cfg.get("stage")
     if stages is not None and stage not in stages:
         raise CheckpointError(f"{file} is a '{stage}' checkpoint; expected a {' or '.join(stages)} checkpoint")
-    return StageCheckpoint(file, stage, _upgraded(OmegaConf.create(cfg)), content["state_dict"])
+    return StageCheckpoint(file, stage, _upgraded(cfg, file), content["state_dict"])
 
 
-def _upgraded(cfg: DictConfig) -> DictConfig:
+def _upgraded(saved: dict[str, Any], file: Path) -> DictConfig:
     """The saved config on today's schema: keys added since get the value that reproduces how the
     checkpoint was trained where that differs from today's default, the default otherwise."""
-    if "model" in cfg and "event_gain_init" not in cfg.model:
-        cfg.model.event_gain_init = None  # EvRefocusNet had no event gain then
     try:
+        cfg = OmegaConf.create(saved)
+        if "model" in cfg and "event_gain_init" not in cfg.model:
+            cfg.model.event_gain_init = None  # EvRefocusNet had no event gain then
         return OmegaConf.merge(OmegaConf.structured(ExperimentConfig), cfg)
-    except Exception as error:  # a key this version no longer knows, or a changed type
-        raise CheckpointError(f"the checkpoint's config does not fit this version of evfocus: {error}") from None
+    except Exception as error:  # a key this version no longer knows, a changed type, or not a config at all
+        raise CheckpointError(f"{file}: its config does not fit this version of evfocus: {error}") from None
 
 
 def load_weights(net: nn.Module, checkpoint: StageCheckpoint, prefix: str, what: str) -> nn.Module:
