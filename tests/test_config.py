@@ -91,6 +91,25 @@ def test_trainer_options_are_checked_against_the_trainer_signature(override, mes
         load_config(None, [override])
 
 
+def test_trainer_options_without_readable_annotations_are_checked_by_name(monkeypatch):
+    """A Lightning whose annotations cannot be evaluated here: names are still checked, values are left to it."""
+    import typing
+
+    from evfocus import trainer_options
+
+    def unreadable(*args, **kwargs):
+        raise NameError("name '_PRECISION_INPUT' is not defined")
+
+    trainer_options.trainer_parameters.cache_clear()
+    monkeypatch.setattr(typing, "get_type_hints", unreadable)
+    try:
+        assert load_config(None, ["trainer.max_epochs=abc"]).trainer.max_epochs == "abc"
+        with pytest.raises(ConfigError, match=r"did you mean 'trainer\.max_epochs'"):
+            load_config(None, ["trainer.max_epoch=3"])
+    finally:
+        trainer_options.trainer_parameters.cache_clear()
+
+
 def test_usual_trainer_options_pass():
     cfg = load_config(None, ["trainer.max_epochs=-1", "trainer.precision=bf16-mixed", "trainer.devices=[0,1]",
                              "trainer.strategy=ddp", "trainer.accelerator=gpu", "trainer.fast_dev_run=true",

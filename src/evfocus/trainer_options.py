@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import inspect
 import re
 import types
 import typing
@@ -40,11 +41,15 @@ class TrainerOptionError(ValueError):
 
 @functools.cache
 def trainer_parameters() -> dict[str, Any]:
-    """``lightning.Trainer.__init__``'s keyword arguments → their type annotations."""
+    """``lightning.Trainer.__init__``'s keyword arguments → their type annotations (``Any`` where unknown)."""
     import lightning
 
-    hints = typing.get_type_hints(lightning.Trainer.__init__)
-    return {name: annotation for name, annotation in hints.items() if name not in ("self", "return")}
+    init = lightning.Trainer.__init__
+    try:
+        hints = typing.get_type_hints(init)
+    except Exception:  # an annotation this Lightning version cannot evaluate: check the names only
+        hints = {}
+    return {name: hints.get(name, Any) for name in inspect.signature(init).parameters if name != "self"}
 
 
 def _is_number(value: Any) -> bool:
@@ -53,6 +58,8 @@ def _is_number(value: Any) -> bool:
 
 def accepts(annotation: Any, value: Any) -> bool:
     """Whether a config value (plain YAML data) fits ``annotation``; annotations not understood accept."""
+    if annotation is Any:
+        return True
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         return any(accepts(arg, value) for arg in args)
