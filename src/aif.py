@@ -19,7 +19,9 @@ near = warm), ``depth.npy`` (float32 metres, H×W), ``depth_confidence.npy`` (fl
 heaviest slice, viridis, nearest slice dark), ``refocus.gif`` (the frame refocused at ``--frames``
 times evenly spread over the sweep; a strip under each frame marks the sweep position in the
 depth map's colours) and ``report.json`` (inputs, sweep timing, search and merge details, timings,
-settings and — with ground truth — AIF PSNR/SSIM and depth errors).
+settings and — with ground truth — AIF PSNR/SSIM and depth errors). A sweep's folder appears only
+once all its files are written: a failure leaves no partial folder, and an earlier output of the
+same name stays as it was.
 
 A refocus-stage checkpoint has no merge net: its slices are merged by Sobel energy, as the
 reference's ablation does (``report.json`` says which merge ran). Bad input stops the run with one
@@ -34,9 +36,12 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -425,6 +430,30 @@ def jsonable(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------- one sweep
+@contextmanager
+def staged_folder(final: Path) -> Iterator[Path]:
+    """A hidden sibling folder to write into, renamed to ``final`` only when the block succeeds.
+
+    A failure anywhere in the block leaves no folder behind, and an earlier output of the same name
+    untouched; success replaces that earlier output, which is deleted only once the new one is in place.
+    """
+    if final.exists() and not final.is_dir():
+        raise InputError(f"{final}: exists and is not a folder; it cannot hold this sweep's outputs")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.with_name(f".{final.name}.partial-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    earlier = final.with_name(f".{final.name}.earlier-{uuid.uuid4().hex[:8]}")
+    if final.exists():
+        final.rename(earlier)
+    staging.rename(final)
+    shutil.rmtree(earlier, ignore_errors=True)
+
+
 def write_images(folder: Path, sweep: Sweep, result: AIFResult) -> None:
     """aif.png, depth.png + depth.npy (metres) and weights.png (heaviest slice per pixel)."""
     schedule = sweep.schedule
@@ -440,7 +469,10 @@ def write_images(folder: Path, sweep: Sweep, result: AIFResult) -> None:
 
 def process(source: SweepSource, model: Model, settings: DictConfig, args: argparse.Namespace,
             device: torch.device) -> dict[str, Any]:
-    """Read one sweep, run search → stack → merge, write its outputs; returns its report."""
+    """Read one sweep, run search → stack → merge, write its outputs; returns its report.
+
+    ``DIR/<name>/`` appears only once all of its files are written (see ``staged_folder``).
+    """
     started = time.perf_counter()
     sweep = source.load()
     cfg = model.checkpoint.cfg
@@ -449,22 +481,19 @@ def process(source: SweepSource, model: Model, settings: DictConfig, args: argpa
     result = AIFPipeline(model.refocus, model.merge, config)(sweep, device)
     seconds.update(result.seconds)
 
-    folder = args.out / sweep.name
-    folder.mkdir(parents=True, exist_ok=True)
     schedule = sweep.schedule
     gif_times = torch.linspace(schedule.t_start_us, schedule.t_end_us, args.frames, dtype=torch.float64)
-    if not args.frames:
-        (folder / "refocus.gif").unlink(missing_ok=True)  # never leave an earlier run's video beside new outputs
-    else:
+    with staged_folder(args.out / sweep.name) as folder:
+        if args.frames:
+            mark = time.perf_counter()
+            frames = refocus_frames(model, config, sweep, gif_times, device)
+            seconds["refocus_gif"] = time.perf_counter() - mark
+            write_gif(folder / "refocus.gif", position_strip(frames, gif_times, schedule))
         mark = time.perf_counter()
-        frames = refocus_frames(model, config, sweep, gif_times, device)
-        seconds["refocus_gif"] = time.perf_counter() - mark
-        write_gif(folder / "refocus.gif", position_strip(frames, gif_times, schedule))
-    mark = time.perf_counter()
-    write_images(folder, sweep, result)
-    seconds["write"] = time.perf_counter() - mark
-    report = build_report(sweep, source, result, model, config, gif_times, seconds, device)
-    (folder / "report.json").write_text(json.dumps(jsonable(report), indent=1, allow_nan=False))
+        write_images(folder, sweep, result)
+        seconds["write"] = time.perf_counter() - mark
+        report = build_report(sweep, source, result, model, config, gif_times, seconds, device)
+        (folder / "report.json").write_text(json.dumps(jsonable(report), indent=1, allow_nan=False))
     return report
 
 

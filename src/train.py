@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{error}; resume with ckpt_path=last", file=sys.stderr)
         return 130
     except SIGTERMException:
-        print("terminated (SIGTERM); last.ckpt was saved, resume with ckpt_path=last", file=sys.stderr)
+        print("terminated (SIGTERM); last.ckpt holds the latest training state, resume with ckpt_path=last",
+              file=sys.stderr)
         return 143
     print(f"results: {results['run_dir']}/results.json")
     print(f"test: {results['test']}  identity baseline: {results['baselines']['identity']}")

@@ -194,3 +194,43 @@ def test_bad_inputs_name_the_problem(runs, tmp_path, capsys):
         stderr = capsys.readouterr().err
         assert exit_info.value.code == 2 and message in stderr, stderr
         assert str(root / "events" / "scene.npy") in stderr, stderr
+
+
+def test_bad_numbers_in_meta_stop_before_anything_is_written(runs, tmp_path, capsys):
+    aif = load_aif_module()
+    for key in ("sweep_end_us", "focus_start_m", "focus_end_m", "image_time_us"):
+        captures = tmp_path / key
+        write_capture(captures, "scene", truth=False)
+        meta_path = captures / "meta" / "scene.json"
+        meta = json.loads(meta_path.read_text())
+        meta_path.write_text(json.dumps({**meta, key: float("nan")}))  # Python's JSON reader accepts NaN
+        with pytest.raises(SystemExit) as exit_info:
+            aif.main(["--ckpt", str(runs["refocus"]), "--input", str(captures), "--out", str(tmp_path / "out")])
+        stderr = capsys.readouterr().err
+        assert exit_info.value.code == 2 and f"{meta_path}: '{key}' must be" in stderr, stderr
+        assert not (tmp_path / "out" / "scene").exists()
+
+
+def test_a_failed_sweep_leaves_no_folder_and_keeps_the_earlier_output(runs, tmp_path, monkeypatch):
+    aif = load_aif_module()
+    out = tmp_path / "out"
+    args = ["--ckpt", str(runs["refocus"]), "--input", "sim:1", "sim:2", "--out", str(out), "--frames", "2",
+            "--device", "cpu"]
+    assert aif.main(args) == 0
+    for path in (out / "sim-test-2").iterdir():  # marks the earlier output: rewriting any file would show
+        path.write_bytes(b"earlier " + path.name.encode())
+    earlier = {path.name: path.read_bytes() for path in (out / "sim-test-2").iterdir()}
+    (out / "sim-test-1").rename(out / "kept")  # sim-test-1 will be new, sim-test-2 has an earlier output
+    real_write_images = aif.write_images
+
+    def write_then_fail(folder: Path, sweep, result) -> None:
+        real_write_images(folder, sweep, result)  # aif.png, depth.* and weights.png are on disk
+        if sweep.name == "sim-test-2":
+            raise OSError("disk full")
+
+    monkeypatch.setattr(aif, "write_images", write_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        aif.main(args)
+    assert sorted(path.name for path in out.iterdir()) == ["kept", "sim-test-1", "sim-test-2"]  # no partial folder
+    check_outputs(out / "sim-test-1", 48, 48, frames=2)  # the sweep before the failure is complete
+    assert {path.name: path.read_bytes() for path in (out / "sim-test-2").iterdir()} == earlier

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from evfocus.config import ConfigError, load_config
+from evfocus.config import STAGE_METRICS, STAGES, ConfigError, load_config
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -10,7 +10,7 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_config_composes_and_validates(path):
     cfg = load_config(path)
-    assert cfg.stage in ("refocus", "merge", "joint", "baseline")
+    assert cfg.stage in STAGES
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -45,8 +45,104 @@ def test_missing_file_and_missing_default(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
     path = write(tmp_path, "top.yaml", "defaults: [ghost]\n")
-    with pytest.raises(ConfigError, match=r"ghost\.yaml"):
+    with pytest.raises(ConfigError, match=r"top\.yaml: defaults entry 'ghost': config file not found: .*ghost\.yaml"):
         load_config(path)
+
+
+def test_broken_interpolation_names_key_and_file(tmp_path):
+    write(tmp_path, "base.yaml", "run_name: ${missing}\n")
+    top = write(tmp_path, "top.yaml", "defaults: [base]\nseed: 3\n")
+    with pytest.raises(ConfigError, match=r"base\.yaml: key 'run_name': Interpolation key 'missing' not found"):
+        load_config(top)
+    with pytest.raises(ConfigError, match=r"command line 'seed=\$\{data\.nope\}': key 'seed'.*'data\.nope'"):
+        load_config(None, ["seed=${data.nope}"])
+    with pytest.raises(ConfigError, match=r"key 'seed'"):  # resolves to a string in an int field
+        load_config(None, ["run_name=abc", "seed=${run_name}"])
+    assert load_config(None, ["data.val_sweeps=${data.test_sweeps}"]).data.val_sweeps == 16
+
+
+def test_print_config_reports_a_broken_interpolation(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_cli", Path(__file__).parents[1] / "src" / "train.py")
+    train_cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_cli)
+    assert train_cli.main(["--config", str(CONFIGS[0]), "--print-config", "run_name=${nope}"]) == 2
+    assert "key 'run_name': Interpolation key 'nope' not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.max_epochs=abc", r"trainer\.max_epochs: expected int or null, got 'abc'"),
+    ("trainer.max_epochs=-5", r"trainer\.max_epochs: must be >= -1, got -5"),
+    ("trainer.max_epochs=2.5", r"trainer\.max_epochs: expected int or null, got 2\.5"),
+    ("trainer.max_epoch=3", r"trainer\.max_epoch: not an argument of lightning\.Trainer; did you mean "
+                            r"'trainer\.max_epochs'\?"),
+    ("trainer.enable_progress_bar=maybe", r"trainer\.enable_progress_bar: expected bool or null"),
+    ("trainer.precision=33", r"trainer\.precision: expected one of \[64, 32, 16, .*'bf16-mixed'"),
+    ("trainer.accumulate_grad_batches=0", r"trainer\.accumulate_grad_batches: must be >= 1"),
+    ("trainer.limit_train_batches=1.5", r"trainer\.limit_train_batches: a float is a fraction"),
+    ("trainer.gradient_clip_val=.nan", r"trainer\.gradient_clip_val: must be >= 0, got nan"),
+    ("trainer.devices=[0,x]", r"trainer\.devices: expected list\[int\] or str or int"),
+    ("trainer.strategy=7", r"trainer\.strategy: expected str or Strategy, got 7"),
+    ("trainer.callbacks=[]", r"trainer\.callbacks: set by evfocus itself"),
+])
+def test_trainer_options_are_checked_against_the_trainer_signature(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_trainer_options_without_readable_annotations_are_checked_by_name(monkeypatch):
+    """A Lightning whose annotations cannot be evaluated here: names are still checked, values are left to it."""
+    import typing
+
+    from evfocus import trainer_options
+
+    def unreadable(*args, **kwargs):
+        raise NameError("name '_PRECISION_INPUT' is not defined")
+
+    trainer_options.trainer_parameters.cache_clear()
+    monkeypatch.setattr(typing, "get_type_hints", unreadable)
+    try:
+        assert load_config(None, ["trainer.max_epochs=abc"]).trainer.max_epochs == "abc"
+        with pytest.raises(ConfigError, match=r"did you mean 'trainer\.max_epochs'"):
+            load_config(None, ["trainer.max_epoch=3"])
+    finally:
+        trainer_options.trainer_parameters.cache_clear()
+
+
+def test_usual_trainer_options_pass():
+    cfg = load_config(None, ["trainer.max_epochs=-1", "trainer.precision=bf16-mixed", "trainer.devices=[0,1]",
+                             "trainer.strategy=ddp", "trainer.accelerator=gpu", "trainer.fast_dev_run=true",
+                             "trainer.limit_val_batches=0.25", "trainer.val_check_interval=50",
+                             "trainer.deterministic=warn", "trainer.max_time=00:12:00:00", "trainer.num_nodes=2",
+                             "trainer.gradient_clip_val=0.5", "trainer.log_every_n_steps=10"])
+    assert cfg.trainer.precision == "bf16-mixed" and list(cfg.trainer.devices) == [0, 1]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["monitor=val/psnrr"], r"monitor: 'val/psnrr' is not a metric stage 'refocus' logs; one of \['val/psnr'"),
+    (["stage=merge", "monitor=val/loss"], r"monitor: 'val/loss' is not a metric stage 'merge' logs"),
+    (["stage=baseline"], r"stage: 'baseline' is not one of \['refocus', 'merge', 'joint'\]"),
+])
+def test_monitor_and_stage_must_exist(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_every_stage_metric_is_a_valid_monitor():
+    for stage, metrics in STAGE_METRICS.items():
+        for metric in metrics:
+            assert load_config(None, [f"stage={stage}", f"monitor={metric}"]).monitor == metric
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=nan", r"optim\.lr: must be a finite number, got nan"),
+    ("loss.l1=inf", r"loss\.l1: must be a finite number, got inf"),
+    ("sim.near_m_range=[nan,0.5]", r"sim\.near_m_range\[0\]: must be a finite number"),
+])
+def test_non_finite_numbers_are_config_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
 
 
 def test_circular_defaults(tmp_path):

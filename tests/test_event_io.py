@@ -108,6 +108,28 @@ def test_npy_unsorted_names_file(tmp_path: Path) -> None:
         read_events_npy(path, 5, 3)
 
 
+@pytest.mark.parametrize(("t_us", "message"), [
+    (np.array([1, 2, 2**63, 2**64 - 1], np.uint64), r"t_us.*beyond the int64 range"),
+    (np.array([1.0, 2.0, 1e30, 1e30]), r"t_us.*beyond the int64 range"),
+    (np.array([1.0, 2.0, -1e19, 3.0]), r"t_us.*beyond the int64 range"),
+])
+def test_npy_timestamps_beyond_int64_name_the_file(tmp_path: Path, t_us: np.ndarray, message: str) -> None:
+    columns = [t_us, *(ROWS[:, i].astype(t_us.dtype) for i in (1, 2, 3))]
+    path = save_npy(tmp_path / "huge.npy", np.column_stack(columns))
+    with pytest.raises(EventFileError, match=message) as info:
+        read_events_npy(path, 5, 3)
+    assert str(path) in str(info.value)
+
+
+def test_npy_header_larger_than_the_file_is_truncated_not_a_memory_error(tmp_path: Path) -> None:
+    path = tmp_path / "claims_more.npy"
+    with path.open("wb") as file:  # a header promising 32 GB of events, then 64 bytes
+        np.lib.format.write_array_header_1_0(file, {"descr": "<i8", "fortran_order": False, "shape": (10**9, 4)})
+        file.write(bytes(64))
+    with pytest.raises(EventFileError, match=r"claims_more\.npy.*truncated"):
+        read_events_npy(path, 5, 3)
+
+
 # ---------------------------------------------------------------------------------- HDF5
 def write_raw_h5(path: Path, columns: dict[str, np.ndarray], resolution=(3, 5)) -> Path:
     with h5py.File(path, "w") as file:
@@ -156,6 +178,26 @@ def test_h5_errors(tmp_path: Path) -> None:
         read_events_h5(not_h5)
     with pytest.raises(MissingFileError):
         read_events_h5(tmp_path / "absent.h5")
+
+
+@pytest.mark.parametrize("resolution", [np.int64(5), ["3", "5"], np.array([b"3", b"5"]), "3x5",
+                                        np.array([3, 5, 1]), np.array([3.5, 5.0]), np.array([-3, 5]),
+                                        np.array([0, 5]), np.array([2**40, 5]), np.array([[3, 5]])])
+def test_h5_bad_sensor_resolution_is_an_event_file_error(tmp_path: Path, resolution) -> None:
+    path = write_raw_h5(tmp_path / "res.h5", E2VID_COLUMNS, resolution=resolution)
+    with pytest.raises(EventFileError, match=r"res\.h5: 'sensor_resolution' must be"):
+        read_events_h5(path)
+
+
+@pytest.mark.parametrize(("ts", "time_unit"), [
+    (np.array([0.5, 1e20, 1e20]), None),  # seconds: 1e26 µs
+    (np.array([1, 2**63, 2**64 - 1], np.uint64), None),
+    (np.array([1.0, 2.0, 1e30]), "us"),
+])
+def test_h5_timestamps_beyond_int64_name_the_file(tmp_path: Path, ts: np.ndarray, time_unit: str | None) -> None:
+    path = write_raw_h5(tmp_path / "huge.h5", {**E2VID_COLUMNS, "events/ts": ts})
+    with pytest.raises(EventFileError, match=r"huge\.h5 dataset 'events/ts'.*beyond the int64 range"):
+        read_events_h5(path, time_unit=time_unit)
 
 
 @settings(max_examples=25, deadline=None)
@@ -265,6 +307,15 @@ def test_capture_bad_meta(tmp_path: Path, change: dict, message: str) -> None:
     with pytest.raises(CaptureError, match=message) as info:
         read_capture(root, "c")
     assert "meta/c.json" in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["sweep_start_us", "sweep_end_us", "image_time_us", "focus_start_m", "focus_end_m"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 1e300, 10**30, True, "0.5"])
+def test_capture_meta_bad_numbers_name_file_and_key(tmp_path: Path, key: str, value) -> None:
+    root = make_capture(tmp_path, rgb(), meta={**META, key: value})  # json.dumps writes NaN / Infinity
+    with pytest.raises(CaptureError, match=rf"meta/c\.json: '{key}' must be") as info:
+        read_capture(root, "c")
+    assert repr(value) in str(info.value) or str(value) in str(info.value)
 
 
 def test_capture_meta_missing_key_and_invalid_json(tmp_path: Path) -> None:

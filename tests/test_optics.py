@@ -55,3 +55,28 @@ def test_non_positive_depth_is_rejected():
     with pytest.raises(OpticsError):
         schedule.time_us_for_depth(-1.0)
     assert math.isfinite(lens.blur_px_per_diopter)
+
+
+@pytest.mark.parametrize("field", ["t_start_us", "t_end_us", "near_m", "far_m"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_schedule_is_rejected(field, value):
+    """Comparisons with NaN are always false, so each check must be written to fail on it."""
+    kwargs = {"t_start_us": 0, "t_end_us": 100, "near_m": 0.5, "far_m": 2.0, field: value}
+    with pytest.raises(OpticsError, match=rf"FocusSchedule\.{field} must be finite"):
+        FocusSchedule(**kwargs)
+
+
+@pytest.mark.parametrize("field", ["focal_length_mm", "f_number", "pixel_pitch_um"])
+def test_non_finite_lens_is_rejected(field):
+    kwargs = {"focal_length_mm": 50.0, "f_number": 2.0, "pixel_pitch_um": 5.0, field: float("nan")}
+    with pytest.raises(OpticsError, match=rf"ThinLens\.{field} must be"):
+        ThinLens(**kwargs)
+
+
+@pytest.mark.parametrize("image_time_us", [float("nan"), float("inf"), float("-inf")])
+def test_sweep_rejects_a_non_finite_frame_time(image_time_us):
+    from evfocus.events.stream import EventStream
+    from evfocus.sweep import Sweep, SweepError
+
+    with pytest.raises(SweepError, match="outside its sweep"):
+        Sweep("s", torch.zeros(3, 4, 5), image_time_us, EventStream.empty(5, 4), FocusSchedule(0, 100, 0.5, 2.0))

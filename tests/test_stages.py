@@ -72,6 +72,22 @@ def test_merge_starts_from_the_refocus_run_and_keeps_it_frozen(chain):
     assert joint.cfg.stack.slice_source == "search"
 
 
+def test_the_stages_config_accepts_are_the_stages_built_and_log_their_monitor_metrics(chain):
+    import csv
+
+    from evfocus.config import STAGE_METRICS
+    from evfocus.training.stages import STAGE_BUILDERS
+
+    assert set(STAGE_BUILDERS) == set(STAGE_METRICS)
+    _, results = chain
+    for result in results.values():
+        with (Path(result["run_dir"]) / "metrics.csv").open(newline="") as file:
+            logged = {key for row in csv.DictReader(file) for key, value in row.items() if value}
+        lpips_missing = result["refocus"]["model"]["lpips"] is None  # no backbone weights: LPIPS is not logged
+        expected = {m for m in STAGE_METRICS[result["stage"]] if not (lpips_missing and m == "val/lpips")}
+        assert expected <= logged, (result["stage"], expected - logged)
+
+
 def test_merge_and_joint_gradients_reach_the_right_nets(tmp_path):
     cfg = load_config(ROOT / "configs/quickstart_merge.yaml", tiny(tmp_path, "stack.teacher_forcing=true"))
     sweep = SweepSimulator(cfg.sim, "train").simulate(0, list(range(16)))
@@ -123,7 +139,7 @@ def test_checkpoints_from_before_the_event_gain_still_load(tmp_path, chain):
 
     _, results = chain
     source = resolve_checkpoint(Path(results["quickstart"]["run_dir"]))
-    content = torch.load(source, weights_only=False)
+    content = torch.load(source, weights_only=True)
     del content["hyper_parameters"]["cfg"]["model"]["event_gain_init"]
     del content["hyper_parameters"]["cfg"]["pipeline"]  # a section added later as well
     content["state_dict"] = {k: v for k, v in content["state_dict"].items() if not k.endswith("event_gain")}

@@ -1,5 +1,7 @@
 """End-to-end: the CLI makes a run folder; resume continues; interrupts and NaNs keep checkpoints."""
 
+import csv
+import hashlib
 import json
 import os
 import signal
@@ -13,6 +15,7 @@ import torch
 from tiny import tiny_overrides
 
 from evfocus.config import load_config
+from evfocus.training.callbacks import RunInterrupted
 from evfocus.training.run import train
 
 ROOT = Path(__file__).parents[1]
@@ -53,16 +56,26 @@ def test_print_config_shows_resolved_values():
     assert result.returncode == 0 and "seed: 11" in result.stdout and "crop_size: 64" in result.stdout
 
 
-def test_resume_continues_step_count_and_run_folder(tmp_path):
+def test_resume_continues_step_count_and_run_folder(tmp_path, monkeypatch):
     overrides = [*tiny_overrides(tmp_path), "run_name=resume", "trainer.max_epochs=1", "logging.wandb.enabled=false"]
     first, objects = train(load_config(ROOT / "configs/quickstart.yaml", overrides))
     steps_per_epoch = first["global_step"]
     assert steps_per_epoch > 0
     last = objects["run_dir"] / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=False)["global_step"] == steps_per_epoch
+    assert torch.load(last, weights_only=True)["global_step"] == steps_per_epoch
 
+    real_load, loads = torch.load, []
+
+    def recording_load(*args, **kwargs):
+        loads.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
     second, objects = train(load_config(ROOT / "configs/quickstart.yaml",
                                         [*overrides, "ckpt_path=last", "trainer.max_epochs=2"]))
+    monkeypatch.undo()
+    # evfocus's own checks, Lightning's restore for fit and its load of the best checkpoint for test
+    assert len(loads) >= 3 and all(weights_only is True for weights_only in loads), loads
     assert second["resumed_from"] == str(last)
     assert second["global_step"] == 2 * steps_per_epoch
     assert objects["run_dir"] == tmp_path / "runs" / "evfocus" / "resume"
@@ -88,7 +101,91 @@ def test_sigint_saves_a_checkpoint_before_exiting(tmp_path):
     assert process.returncode == 130, output[-3000:]
     checkpoint = tmp_path / "runs" / "evfocus" / "sig" / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file(), output[-3000:]
-    assert torch.load(checkpoint, weights_only=False)["global_step"] > 0
+    assert torch.load(checkpoint, weights_only=True)["global_step"] > 0
+
+
+def train_steps(metrics_csv: Path) -> list[int]:
+    """The step of every training-loss row of a run's metrics.csv, in file order."""
+    with metrics_csv.open(newline="") as file:
+        return [int(row["step"]) for row in csv.DictReader(file) if row.get("train/loss")]
+
+
+def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
+    overrides = [*tiny_overrides(tmp_path), "logging.wandb.enabled=false", "logging.image_every_n_steps=0",
+                 "data.train_sweeps_per_epoch=15", "trainer.max_epochs=2"]
+    uninterrupted, _ = train(load_config(ROOT / "configs/quickstart.yaml", [*overrides, "run_name=whole"]))
+    total_steps = uninterrupted["global_step"]
+
+    run_dir = tmp_path / "runs" / "evfocus" / "term"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, str(TRAIN), "--config", str(ROOT / "configs/quickstart.yaml"),
+                                *overrides, "run_name=term", "checkpoint_every_n_steps=2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + 180
+    while time.time() < deadline and process.poll() is None and not last.is_file():  # step 2 reached
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 143, output[-3000:]
+    assert "terminated (SIGTERM)" in output and "ckpt_path=last" in output
+    interrupted_step = torch.load(last, weights_only=True)["global_step"]
+    assert 2 <= interrupted_step < total_steps, output[-3000:]
+
+    resumed, _ = train(load_config(ROOT / "configs/quickstart.yaml", [*overrides, "run_name=term", "ckpt_path=last"]))
+    assert resumed["global_step"] == total_steps and resumed["epochs"] == uninterrupted["epochs"]
+    assert sorted(train_steps(run_dir / "metrics.csv")) == list(range(total_steps))  # each step exactly once
+
+
+def test_ctrl_c_after_the_last_training_batch_acts_at_the_first_press(tmp_path, monkeypatch):
+    """One Ctrl-C during the epoch-end validation stops the run there (before, it was ignored until a next
+    training batch, so in the last epoch the run went on to test and finished)."""
+    from evfocus.training.refocus_module import RefocusModule
+
+    overrides = [*tiny_overrides(tmp_path), "run_name=ctrlc", "logging.wandb.enabled=false", "trainer.max_epochs=1"]
+    presses = []
+
+    def press_ctrl_c_once(module):
+        if not module.trainer.sanity_checking and not presses:
+            presses.append(module.global_step)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(RefocusModule, "on_validation_start", press_ctrl_c_once, raising=False)
+    with pytest.raises(RunInterrupted, match="checkpoint saved"):
+        train(load_config(ROOT / "configs/quickstart.yaml", overrides))
+    run_dir = tmp_path / "runs" / "evfocus" / "ctrlc"
+    steps_per_epoch = presses[0]
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == steps_per_epoch
+    assert not (run_dir / "results.json").exists()  # stopped before the test
+
+    monkeypatch.undo()
+    resumed, _ = train(load_config(ROOT / "configs/quickstart.yaml",
+                                   [*overrides, "ckpt_path=last", "trainer.max_epochs=2"]))
+    assert resumed["global_step"] == 2 * steps_per_epoch
+    assert sorted(train_steps(run_dir / "metrics.csv")) == list(range(2 * steps_per_epoch))
+
+
+def test_sigterm_during_test_leaves_last_ckpt_as_fitting_left_it(tmp_path, monkeypatch):
+    """The test loads the best checkpoint's weights: an interrupt there must not save them as last.ckpt."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from evfocus.training.base_module import StageModule
+
+    overrides = [*tiny_overrides(tmp_path), "run_name=testterm", "logging.wandb.enabled=false",
+                 "trainer.max_epochs=1", "data.test_sweeps=2"]
+    last = tmp_path / "runs" / "evfocus" / "testterm" / "checkpoints" / "last.ckpt"
+    real_on_test_start, digests = StageModule.on_test_start, []
+
+    def sigterm_at_test_start(module):
+        digests.append(hashlib.sha256(last.read_bytes()).hexdigest())
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "Lightning's handler is not set"
+        os.kill(os.getpid(), signal.SIGTERM)  # Lightning stops at the next test batch boundary
+        real_on_test_start(module)
+
+    monkeypatch.setattr(StageModule, "on_test_start", sigterm_at_test_start)
+    with pytest.raises(SIGTERMException):
+        train(load_config(ROOT / "configs/quickstart.yaml", overrides))
+    assert hashlib.sha256(last.read_bytes()).hexdigest() == digests[0]
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
@@ -107,7 +204,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     monkeypatch.setattr(refocus_module.RefocusModule, "training_step", poisoned_step)
     with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
         train(load_config(ROOT / "configs/quickstart.yaml", overrides))
-    checkpoint = torch.load(tmp_path / "runs/evfocus/nan/checkpoints/last.ckpt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "runs/evfocus/nan/checkpoints/last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 1
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
 

@@ -5,11 +5,14 @@ folder that holds it); they are merged first, in order, then the file itself, th
 command-line ``dotted.key=value`` overrides. Every layer is merged onto the typed schema
 below, so an unknown key, a wrong type or a missing file fails with a message that names
 the key and the file it came from. ``trainer`` is the one free-form section: it goes to
-``lightning.Trainer`` unchanged (the Trainer reports its own unknown arguments).
+``lightning.Trainer`` unchanged, after its names and values are checked against the Trainer's
+signature (``evfocus.trainer_options``). Every ``${...}`` interpolation is resolved at load time,
+so a broken one stops here, naming its key and the file that set it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -19,8 +22,17 @@ from omegaconf.errors import OmegaConfBaseException
 
 from evfocus.sim import scene as scene_module
 from evfocus.sim.dvs import IdealParams
+from evfocus.trainer_options import TrainerOptionError, check_trainer_options
 
-STAGES = ("refocus", "merge", "joint", "baseline")
+# Each stage (the LightningModules of training/stages.py) → the validation metrics it logs, which
+# ``monitor`` may name. A new stage adds its line here.
+STAGE_METRICS: dict[str, tuple[str, ...]] = {
+    "refocus": ("val/psnr", "val/ssim", "val/lpips", "val/loss"),
+    "merge": ("val/psnr", "val/ssim", "val/lpips", "val/depth_abs_rel"),
+    "joint": ("val/psnr", "val/ssim", "val/lpips", "val/depth_abs_rel"),
+}
+STAGES = tuple(STAGE_METRICS)
+Layers = list[tuple[str, DictConfig]]  # (where it came from, what it set), in merge order
 
 
 class ConfigError(ValueError):
@@ -297,8 +309,9 @@ def _read_yaml(path: Path) -> DictConfig:
     return loaded
 
 
-def _compose(path: Path, schema: DictConfig, seen: tuple[Path, ...]) -> DictConfig:
-    """Merge ``defaults:`` (recursively, in order) and then the file body onto ``schema``."""
+def _compose(path: Path, schema: DictConfig, seen: tuple[Path, ...], layers: Layers) -> DictConfig:
+    """Merge ``defaults:`` (recursively, in order) and then the file body onto ``schema``; ``layers``
+    collects each file's body, so errors found later can name the file that set a key."""
     path = path.resolve()
     if path in seen:
         chain = " -> ".join(p.name for p in (*seen, path))
@@ -312,30 +325,73 @@ def _compose(path: Path, schema: DictConfig, seen: tuple[Path, ...]) -> DictConf
         if not isinstance(entry, str):
             raise ConfigError(f"{path}: 'defaults' entries must be file names, got {entry!r}")
         name = entry if entry.endswith((".yaml", ".yml")) else f"{entry}.yaml"
-        merged = _compose(path.parent / name, merged, (*seen, path))
+        if not (path.parent / name).is_file():
+            raise ConfigError(f"{path}: defaults entry '{entry}': config file not found: {path.parent / name}")
+        merged = _compose(path.parent / name, merged, (*seen, path), layers)
+    layers.append((str(path), body))
     return _merge_layer(merged, body, str(path))
+
+
+def _source_of(key: str, layers: Layers) -> str:
+    """The last layer that set the dotted ``key`` (where its value, e.g. a broken interpolation, came from)."""
+    parts = key.split("[")[0].split(".")  # sim.near_m_range[0] → the list's key
+    for source, layer in reversed(layers):
+        node: Any = OmegaConf.to_container(layer, resolve=False)
+        for part in parts:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            return source
+    return "config"
+
+
+def _check_interpolations(cfg: DictConfig, layers: Layers) -> None:
+    """Resolve every ``${...}`` now: a broken one stops here, not in --print-config or mid-run."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None) or "?"
+        raise ConfigError(f"{_source_of(key, layers)}: key '{key}': {str(error).splitlines()[0]}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Compose, override, validate and return the experiment config (a typed, read-only DictConfig)."""
     cfg = OmegaConf.structured(ExperimentConfig)
+    layers: Layers = []
     if path is not None:
-        cfg = _compose(Path(path), cfg, ())
+        cfg = _compose(Path(path), cfg, (), layers)
     for override in overrides:
         if "=" not in override:
             raise ConfigError(f"command line: override '{override}' must look like dotted.key=value")
-        cfg = _merge_layer(cfg, OmegaConf.from_dotlist([override]), f"command line '{override}'")
+        layer = OmegaConf.from_dotlist([override])
+        layers.append((f"command line '{override}'", layer))
+        cfg = _merge_layer(cfg, layer, f"command line '{override}'")
+    _check_interpolations(cfg, layers)
     validate(cfg)
     OmegaConf.set_readonly(cfg, True)
     return cfg
 
 
+def _check_finite(values: Any, key: str) -> None:
+    """Every float of the schema must be finite: NaN passes every ``<=`` check, inf is never a setting."""
+    if isinstance(values, dict):
+        for name, value in values.items():
+            _check_finite(value, f"{key}.{name}" if key else name)
+    elif isinstance(values, list):
+        for index, value in enumerate(values):
+            _check_finite(value, f"{key}[{index}]")
+    elif isinstance(values, float) and not math.isfinite(values):
+        raise ConfigError(f"{key}: must be a finite number, got {values}")
+
+
 def validate(cfg: DictConfig) -> None:
-    """Checks the schema's types cannot express: choices, ranges, positivity, relations."""
+    """Checks the schema's types cannot express: choices, ranges, positivity, relations, trainer options."""
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise ConfigError(f"{key}: '{value}' is not one of {list(allowed)}")
+    if cfg.monitor not in STAGE_METRICS[cfg.stage]:
+        raise ConfigError(f"monitor: '{cfg.monitor}' is not a metric stage '{cfg.stage}' logs; "
+                          f"one of {list(STAGE_METRICS[cfg.stage])}")
     for key in RANGES:
         low_high = OmegaConf.select(cfg, key)
         if len(low_high) != 2 or low_high[0] > low_high[1]:
@@ -372,6 +428,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"data.contrast_teacher_jitter: must be >= 0 (or null), got {jitter}")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers: must be >= 0, got {cfg.data.num_workers}")
+    values = to_container(cfg)
+    try:
+        check_trainer_options(values.pop("trainer"))
+    except TrainerOptionError as error:
+        raise ConfigError(str(error)) from None
+    _check_finite(values, "")
 
 
 def scene_config(sim_cfg: Any) -> scene_module.SceneConfig:

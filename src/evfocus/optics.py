@@ -10,6 +10,7 @@ The sweep moves the focus linearly in diopters, so blur changes linearly in time
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,11 @@ Number = float | Tensor
 
 class OpticsError(ValueError):
     """Physically impossible optics or schedule parameters."""
+
+
+def _check_finite(value: float, name: str) -> None:
+    if not -math.inf < value < math.inf:  # written so that NaN fails too (every comparison with NaN is false)
+        raise OpticsError(f"{name} must be finite, got {value}")
 
 
 def _check_positive_depth(depth_m: Number, name: str) -> None:
@@ -38,8 +44,8 @@ class ThinLens:
 
     def __post_init__(self) -> None:
         for name in ("focal_length_mm", "f_number", "pixel_pitch_um"):
-            if getattr(self, name) <= 0:
-                raise OpticsError(f"ThinLens.{name} must be positive, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) < math.inf:  # NaN fails too
+                raise OpticsError(f"ThinLens.{name} must be positive and finite, got {getattr(self, name)}")
 
     @property
     def aperture_diameter_mm(self) -> float:
@@ -82,6 +88,8 @@ class FocusSchedule:
     far_m: float
 
     def __post_init__(self) -> None:
+        for name in ("t_start_us", "t_end_us", "near_m", "far_m"):
+            _check_finite(getattr(self, name), f"FocusSchedule.{name}")
         if self.t_end_us <= self.t_start_us:
             raise OpticsError(f"sweep must last > 0 µs, got t_start_us={self.t_start_us}, "
                               f"t_end_us={self.t_end_us}")

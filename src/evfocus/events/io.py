@@ -2,12 +2,16 @@
 
 Every reader converts to the contract's polarity (+1 = brightness increase) and its docstring
 says which convention it assumed. Every error names the file (and key) and the problem:
-a broken capture must stop a run, never feed it silently wrong events.
+a broken capture must stop a run, never feed it silently wrong events. Readers raise only
+``EventFileError`` (or its subclasses ``CaptureError``, ``MissingFileError``) for a file that is
+unreadable or breaks its format, and ``EventStreamError`` for events that break the contract
+(unsorted times); ``tests/test_fuzz_inputs.py`` holds them to that with fuzzed files.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,8 @@ PathLike = str | Path
 H5_KEYS = ("events/ts", "events/xs", "events/ys", "events/ps")
 LINEAR_IN_DIOPTERS = "linear_in_diopters"
 CAPTURE_POLARITY = "p=1 ON (brightness increase) -> +1, p=0 OFF -> -1; +/-1 taken as signed; not flipped"
+INT64_LIMIT = 2**63  # timestamps and coordinates become int64: |value| must stay below this
+MAX_SENSOR_PX = np.iinfo(np.int32).max  # x/y are int32 in the EventStream contract
 
 
 class EventFileError(ValueError):
@@ -46,16 +52,21 @@ def _require_file(path: Path) -> None:
 
 
 def _integer_column(values: np.ndarray, where: str) -> np.ndarray:
-    """int64 copy of an integer column; float columns must hold whole, finite numbers."""
-    if values.dtype.kind in "iub":
-        return values.astype(np.int64)
-    if values.dtype.kind != "f":
+    """int64 copy of an integer column; float columns must hold whole, finite numbers; all must fit int64
+    (a cast would wrap uint64 >= 2^63 or floats like 1e30 silently into wrong, often negative, values)."""
+    if values.dtype.kind not in "iubf":
         raise EventFileError(f"{where}: expected integers, got dtype {values.dtype}")
-    if not np.isfinite(values).all():
-        raise EventFileError(f"{where}: contains NaN or infinite values")
-    if (values != np.round(values)).any():
-        bad = values[values != np.round(values)][:3].tolist()
-        raise EventFileError(f"{where}: expected whole numbers, found non-integer values such as {bad}")
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all():
+            raise EventFileError(f"{where}: contains NaN or infinite values")
+        if (values != np.round(values)).any():
+            bad = values[values != np.round(values)][:3].tolist()
+            raise EventFileError(f"{where}: expected whole numbers, found non-integer values such as {bad}")
+    if values.size and values.dtype.kind in "uf":
+        low, high = values.min().item(), values.max().item()  # Python numbers compare exactly, without casts
+        if not (low >= -INT64_LIMIT and high < INT64_LIMIT):
+            raise EventFileError(f"{where}: values span [{low}, {high}], beyond the int64 range [-2^63, 2^63) "
+                                 "of timestamps and coordinates")
     return values.astype(np.int64)
 
 
@@ -85,15 +96,31 @@ def _check_coordinates(x: np.ndarray, y: np.ndarray, width: int, height: int, wh
 
 
 # ---------------------------------------------------------------------------------- reference .npy
+def _check_npy_not_truncated(path: Path) -> None:
+    """A header promising more data than the file holds: say so before numpy allocates all of it in memory."""
+    with path.open("rb") as file:
+        version = np.lib.format.read_magic(file)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(file)
+        available = path.stat().st_size - file.tell()
+    promised = math.prod(shape) * dtype.itemsize
+    if promised > available:
+        raise EventFileError(f"{path}: truncated: its header promises {promised} bytes of data, the file holds "
+                             f"{available}")
+
+
 def _load_npy(path: Path) -> np.ndarray:
-    """Memory-map when possible; a failed map is retried in memory for numpy's clearer error."""
+    """Memory-map when possible; a failed map is size-checked, then retried in memory for numpy's clearer error."""
     _require_file(path)
     try:
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError):
+        except Exception:  # not mappable, or a broken header: size-check, then numpy's in-memory error
+            _check_npy_not_truncated(path)
             array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
+    except EventFileError:
+        raise
+    except Exception as error:  # numpy raises many types for broken headers (even tokenize.TokenError)
         raise EventFileError(f"{path}: not a loadable .npy array (corrupt or truncated?): {error}") from error
     if not isinstance(array, np.ndarray):
         raise EventFileError(f"{path}: expected a single .npy array, got {type(array).__name__}")
@@ -130,9 +157,19 @@ def _h5_timestamps_us(ts: np.ndarray, time_unit: str | None, where: str) -> np.n
         return _integer_column(ts, where)
     if unit != "s":
         raise EventFileError(f"{where}: time_unit must be 's', 'us' or None, got {time_unit!r}")
-    if ts.dtype.kind not in "fiu" or not np.isfinite(ts).all():
-        raise EventFileError(f"{where}: timestamps in seconds must be finite numbers")
-    return np.round(ts.astype(np.float64) * 1e6).astype(np.int64)
+    if ts.dtype.kind not in "fiu":
+        raise EventFileError(f"{where}: timestamps in seconds must be numbers, got dtype {ts.dtype}")
+    return _integer_column(np.round(ts.astype(np.float64) * 1e6), where)
+
+
+def _h5_resolution(value: Any, path: Path) -> tuple[int, int]:
+    """The ``sensor_resolution`` attribute as (height, width): two whole numbers of pixels, nothing else."""
+    array = np.asarray(value)
+    if (array.shape != (2,) or array.dtype.kind not in "iuf" or not np.isfinite(array).all()
+            or (array != np.round(array)).any() or not 1 <= array.min() <= array.max() <= MAX_SENSOR_PX):
+        raise EventFileError(f"{path}: 'sensor_resolution' must be (height, width), two whole numbers of pixels "
+                             f"in 1..{MAX_SENSOR_PX}, got {value!r}")
+    return int(array[0]), int(array[1])
 
 
 def _h5_sensor_size(file: h5py.File, width: int | None, height: int | None, path: Path) -> tuple[int, int]:
@@ -141,13 +178,23 @@ def _h5_sensor_size(file: h5py.File, width: int | None, height: int | None, path
         if width is None or height is None:
             raise EventFileError(f"{path}: no 'sensor_resolution' attribute; pass width and height")
         return width, height
-    if len(resolution) != 2:
-        raise EventFileError(f"{path}: 'sensor_resolution' must be (height, width), got {list(resolution)}")
-    file_height, file_width = (int(v) for v in resolution)
+    file_height, file_width = _h5_resolution(resolution, path)
     if (width is not None and width != file_width) or (height is not None and height != file_height):
         raise EventFileError(f"{path}: sensor_resolution is {file_height}x{file_width} (HxW) but "
                              f"width={width}, height={height} were requested")
     return file_width, file_height
+
+
+def _h5_columns(file: h5py.File, path: Path) -> dict[str, np.ndarray]:
+    columns = {}
+    for key in H5_KEYS:
+        dataset = file.get(key)
+        if not isinstance(dataset, h5py.Dataset):
+            raise EventFileError(f"{path}: missing dataset '{key}' (expected {', '.join(H5_KEYS)})")
+        if dataset.ndim != 1:
+            raise EventFileError(f"{path}: dataset '{key}' must be 1-D, got shape {dataset.shape}")
+        columns[key] = dataset[()]
+    return columns
 
 
 def read_events_h5(
@@ -167,19 +214,13 @@ def read_events_h5(
     path = Path(path)
     _require_file(path)
     try:
-        file = h5py.File(path, "r")
-    except OSError as error:
-        raise EventFileError(f"{path}: not a readable HDF5 file: {error}") from error
-    with file:
-        columns = {}
-        for key in H5_KEYS:
-            dataset = file.get(key)
-            if not isinstance(dataset, h5py.Dataset):
-                raise EventFileError(f"{path}: missing dataset '{key}' (expected {', '.join(H5_KEYS)})")
-            if dataset.ndim != 1:
-                raise EventFileError(f"{path}: dataset '{key}' must be 1-D, got shape {dataset.shape}")
-            columns[key] = dataset[()]
-        width, height = _h5_sensor_size(file, width, height, path)
+        with h5py.File(path, "r") as file:
+            columns = _h5_columns(file, path)
+            width, height = _h5_sensor_size(file, width, height, path)
+    except EventFileError:
+        raise
+    except Exception as error:  # h5py raises OSError, KeyError, TypeError, ... for damaged files and chunks
+        raise EventFileError(f"{path}: not a readable HDF5 file ({type(error).__name__}: {error})") from error
     lengths = {key: len(values) for key, values in columns.items()}
     if len(set(lengths.values())) != 1:
         raise EventFileError(f"{path}: datasets differ in length: "
@@ -242,30 +283,37 @@ def _read_image(path: Path) -> Tensor:
 
 
 def _read_depth(path: Path, height: int, width: int) -> Tensor:
-    """(H,W) or (1,H,W) metres → (1,H,W) float32; +inf (no surface) allowed, NaN and <= 0 not."""
+    """(H,W) or (1,H,W) metres → (1,H,W) float32; +inf (no surface) allowed; NaN, <= 0 and finite values
+    beyond float32 (which the cast would silently turn into +inf, "no surface") not."""
     depth = _load_npy(path)
     if depth.shape not in ((height, width), (1, height, width)):
         raise CaptureError(f"{path}: depth must be ({height}, {width}) like the image, got {depth.shape}")
     if depth.dtype.kind not in "fiu":
         raise CaptureError(f"{path}: depth must be numeric metres, got dtype {depth.dtype}")
-    depth = np.array(depth, dtype=np.float32).reshape(1, height, width)
-    if np.isnan(depth).any() or (depth <= 0).any():
-        raise CaptureError(f"{path}: depth must be positive metres, found NaN or values <= 0")
-    return torch.from_numpy(depth)
+    too_large = np.isfinite(depth) & (depth > np.finfo(np.float32).max)  # compared before the cast
+    if np.isnan(depth).any() or (depth <= 0).any() or too_large.any():
+        raise CaptureError(f"{path}: depth must be positive metres (+inf: no surface), found NaN, values <= 0 "
+                           "or values beyond float32")
+    return torch.from_numpy(np.array(depth, dtype=np.float32).reshape(1, height, width))
 
 
-def _meta_int(meta: dict, key: str, path: Path) -> int:
+def _meta_number(meta: dict, key: str, path: Path, whole_us: bool = False) -> float:
+    """``meta[key]``: a JSON number (not a bool or string), finite (Python's JSON reader accepts NaN and
+    ±Infinity) and within int64, since sweep times become int64 tensors; with ``whole_us``, an integer."""
     value = meta[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise CaptureError(f"{path}: '{key}' must be a whole number of µs, got {value!r}")
-    return int(value)
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not abs(value) < INT64_LIMIT  # written so that NaN fails too
+            or (whole_us and value != int(value))):
+        kind = "a whole number of µs" if whole_us else "a finite number"
+        raise CaptureError(f"{path}: '{key}' must be {kind} (|value| < 2^63), got {value!r}")
+    return value
 
 
 def _read_meta(path: Path, image_path: Path, height: int, width: int) -> tuple[FocusSchedule, int, dict[str, Any]]:
     """``meta/<name>.json`` → (schedule, image_time_us, the parsed JSON), checked against the image size."""
     try:
         meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # bad JSON or UTF-8, a 5000-digit int, nesting beyond the stack
         raise CaptureError(f"{path}: not valid JSON: {error}") from error
     if not isinstance(meta, dict):
         raise CaptureError(f"{path}: the top level must be a JSON object, got {type(meta).__name__}")
@@ -280,12 +328,13 @@ def _read_meta(path: Path, image_path: Path, height: int, width: int) -> tuple[F
     size = (meta.get("height", height), meta.get("width", width))
     if size != (height, width):
         raise CaptureError(f"{path}: says {size[0]}x{size[1]} (HxW) but {image_path} is {height}x{width}")
-    start_us, end_us = _meta_int(meta, "sweep_start_us", path), _meta_int(meta, "sweep_end_us", path)
+    start_us, end_us, image_time_us = (int(_meta_number(meta, key, path, whole_us=True))
+                                       for key in ("sweep_start_us", "sweep_end_us", "image_time_us"))
+    near_m, far_m = (float(_meta_number(meta, key, path)) for key in ("focus_start_m", "focus_end_m"))
     try:
-        schedule = FocusSchedule(start_us, end_us, float(meta["focus_start_m"]), float(meta["focus_end_m"]))
-    except (OpticsError, TypeError, ValueError) as error:
+        schedule = FocusSchedule(start_us, end_us, near_m, far_m)
+    except OpticsError as error:
         raise CaptureError(f"{path}: bad sweep schedule: {error}") from error
-    image_time_us = _meta_int(meta, "image_time_us", path)
     if not start_us <= image_time_us <= end_us:
         raise CaptureError(f"{path}: image_time_us {image_time_us} lies outside the sweep [{start_us}, {end_us}] µs")
     return schedule, image_time_us, meta

@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torchvision.utils import save_image
 
@@ -24,11 +25,14 @@ class RunInterrupted(Exception):
 
 
 class GracefulInterrupt(L.Callback):
-    """Ctrl-C or SIGTERM → write ``last.ckpt`` at the next batch boundary, then stop.
+    """Ctrl-C or SIGTERM while fitting → write ``last.ckpt`` at the next batch boundary, then stop.
 
-    SIGINT is turned into a flag checked between batches (a second Ctrl-C aborts at once);
-    SIGTERM is already turned into ``SIGTERMException`` between batches by Lightning. Either
-    way the checkpoint is written from a consistent state (no half-applied optimizer step).
+    SIGINT is turned into a flag checked after each training batch, at each epoch's end (a Ctrl-C
+    during the epoch-end validation acts once it is done) and at the end of fitting; a second Ctrl-C
+    aborts at once. SIGTERM is already turned into ``SIGTERMException`` between batches by Lightning.
+    Either way the checkpoint is written from a consistent state (no half-applied optimizer step).
+    Only fitting writes it: ``trainer.test`` runs on the best checkpoint's weights, which must not
+    replace the last ones.
     """
 
     def __init__(self, checkpoint_path: Path) -> None:
@@ -46,17 +50,24 @@ class GracefulInterrupt(L.Callback):
         print("\nInterrupt received: saving a checkpoint at the end of this batch (Ctrl-C again to abort).")
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._stop_if_interrupted(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_if_interrupted(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_if_interrupted(trainer)
+        self._restore()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING:
+            self._save(trainer)
+        self._restore()
+
+    def _stop_if_interrupted(self, trainer: L.Trainer) -> None:
         if self._interrupted:
             self._save(trainer)
             raise RunInterrupted(f"interrupted; checkpoint saved to {self.checkpoint_path}")
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):
-            self._save(trainer)
-        self._restore()
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore()
 
     def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.checkpoint_path)

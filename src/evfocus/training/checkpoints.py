@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,9 @@ from evfocus.config import ExperimentConfig
 from evfocus.models.build import build_merge_net, build_refocus_net
 from evfocus.models.merge import EvMergeNet
 from evfocus.models.refocus import EvRefocusNet
+
+# how torch's weights-only unpickler names a callable or class it refused (anything else: a corrupt file)
+UNSAFE_OBJECT = re.compile(r"global|function|class|allowlisted", re.IGNORECASE)
 
 
 class CheckpointError(ValueError):
@@ -47,31 +54,50 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
+def load_checkpoint_file(path: str | os.PathLike, mmap: bool = False) -> Any:
+    """``torch.load`` of tensors and plain values only, so a checkpoint from someone else cannot run code.
+
+    Every checkpoint ``src/train.py`` writes holds only tensors, numbers, strings, lists and dicts (the
+    config is saved as a plain dict), so nothing needs allow-listing. ``mmap`` maps a zip checkpoint
+    instead of reading it (a legacy file is read whole).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as error:
+        found = re.search(r"WeightsUnpickler error:\s*(.+?)(?: Please use|\n\n|$)", str(error), re.DOTALL)
+        detail = " ".join((found[1] if found else str(error).splitlines()[0]).split())
+        if UNSAFE_OBJECT.search(detail):
+            raise CheckpointError(f"{path}: refused to load: it holds more than tensors and plain values, and "
+                                  f"loading it could run code from the file ({detail})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({detail})") from None
+    except Exception as error:  # truncated/corrupt files raise many types; name the file and the cause
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+
+
 def load_stage_checkpoint(path: str | Path, stages: tuple[str, ...] | None = None) -> StageCheckpoint:
     """Read a checkpoint written by ``src/train.py``; ``stages`` lists the stages accepted."""
     file = resolve_checkpoint(path)
-    try:
-        content = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as error:  # truncated/corrupt files raise many types; name the file and the cause
-        raise CheckpointError(f"{file}: not a readable checkpoint ({type(error).__name__}: {error})") from None
-    cfg = content.get("hyper_parameters", {}).get("cfg") if isinstance(content, dict) else None
-    if cfg is None or "state_dict" not in content:
+    content = load_checkpoint_file(file)
+    hyper_parameters = content.get("hyper_parameters") if isinstance(content, dict) else None
+    cfg = hyper_parameters.get("cfg") if isinstance(hyper_parameters, dict) else None
+    if not isinstance(cfg, dict) or not isinstance(content.get("state_dict"), dict):
         raise CheckpointError(f"{file}: not an evfocus checkpoint (no hyper_parameters.cfg / state_dict)")
     stage = cfg.get("stage")
     if stages is not None and stage not in stages:
         raise CheckpointError(f"{file} is a '{stage}' checkpoint; expected a {' or '.join(stages)} checkpoint")
-    return StageCheckpoint(file, stage, _upgraded(OmegaConf.create(cfg)), content["state_dict"])
+    return StageCheckpoint(file, stage, _upgraded(cfg, file), content["state_dict"])
 
 
-def _upgraded(cfg: DictConfig) -> DictConfig:
+def _upgraded(saved: dict[str, Any], file: Path) -> DictConfig:
     """The saved config on today's schema: keys added since get the value that reproduces how the
     checkpoint was trained where that differs from today's default, the default otherwise."""
-    if "model" in cfg and "event_gain_init" not in cfg.model:
-        cfg.model.event_gain_init = None  # EvRefocusNet had no event gain then
     try:
+        cfg = OmegaConf.create(saved)
+        if "model" in cfg and "event_gain_init" not in cfg.model:
+            cfg.model.event_gain_init = None  # EvRefocusNet had no event gain then
         return OmegaConf.merge(OmegaConf.structured(ExperimentConfig), cfg)
-    except Exception as error:  # a key this version no longer knows, or a changed type
-        raise CheckpointError(f"the checkpoint's config does not fit this version of evfocus: {error}") from None
+    except Exception as error:  # a key this version no longer knows, a changed type, or not a config at all
+        raise CheckpointError(f"{file}: its config does not fit this version of evfocus: {error}") from None
 
 
 def load_weights(net: nn.Module, checkpoint: StageCheckpoint, prefix: str, what: str) -> nn.Module:

@@ -17,22 +17,20 @@ import csv
 import os
 from pathlib import Path
 
-import torch
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from evfocus.training.checkpoints import load_checkpoint_file
+
 RESUMED_KEY = "resumed"
 
 
 def checkpoint_log_step(checkpoint: str | os.PathLike) -> int:
     """The logger step a checkpoint resumes at (Lightning logs with ``_batches_that_stepped``)."""
-    try:  # memory-mapped: reads only the few bytes needed from a large checkpoint
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
-    except RuntimeError:  # a legacy (non-zip) file cannot be mapped
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_checkpoint_file(checkpoint, mmap=True)  # mapped: reads only the few bytes needed
     try:
         return int(state["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"])
     except (KeyError, TypeError):

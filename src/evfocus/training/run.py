@@ -124,10 +124,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         LearningRateMonitor(logging_interval="step"),
     ]
     trainer = _make_trainer(cfg, run_dir, loggers, callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
 
     best_path = best.best_model_path or None
-    trainer.test(module, datamodule=datamodule, ckpt_path=best_path, weights_only=False)
+    trainer.test(module, datamodule=datamodule, ckpt_path=best_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     aif = getattr(module, "aif_summary", None) or {}
