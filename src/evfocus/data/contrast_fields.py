@@ -38,7 +38,8 @@ def sweep_contrast_fields(sweep: Sweep, focal_stack: EventFocalStack) -> dict[st
     }
 
 
-def teach_contrast(samples: list[dict[str, Tensor]], jitter: float, generator: torch.Generator) -> list[dict[str, Tensor]]:
+def teach_contrast(samples: list[dict[str, Tensor]], jitter: float,
+                   generator: torch.Generator) -> list[dict[str, Tensor]]:
     """Training samples of one sweep with ``prior_contrast`` replaced by the sweep's ``target_contrast``
     times exp(``jitter``·N(0, 1)) (one draw per sweep).
 
