@@ -181,13 +181,20 @@ def test_config_is_read_only():
 def test_scene_schema_mirrors_scene_config_fields_and_defaults():
     import dataclasses
 
-    from evfocus.config import SCENE_PER_SWEEP_FIELDS
-    from evfocus.sim.scene import SceneConfig
+    from evfocus.sim.scene import PER_SWEEP_FIELDS, SceneConfig
 
     cfg = load_config(None)
-    expected = {f.name: f.default for f in dataclasses.fields(SceneConfig) if f.name not in SCENE_PER_SWEEP_FIELDS}
+    expected = {f.name: f.default for f in dataclasses.fields(SceneConfig) if f.name not in PER_SWEEP_FIELDS}
     assert dict(cfg.sim.scene) == expected
     assert {"min_size_fraction", "max_size_fraction", "max_feather_px"} <= set(cfg.sim.scene)
+
+
+def test_ideal_event_model_defaults_are_the_models_own():
+    from evfocus.sim.dvs import IdealParams
+
+    ideal = load_config(None).sim.ideal
+    for name in ("threshold_sigma", "refractory_us", "shot_noise_hz", "leak_hz"):
+        assert ideal[name] == getattr(IdealParams, name), name
 
 
 @pytest.mark.parametrize("override, field, value", [
