@@ -25,8 +25,8 @@ import torch
 from omegaconf import OmegaConf
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
+from evfocus.data.captures import list_captures, read_capture
 from evfocus.events.integration import EventIntegrator
-from evfocus.events.io import list_captures, read_capture
 from evfocus.pipeline.aif import AIFPipeline
 from evfocus.pipeline.depth import depth_scores
 from evfocus.sweep import Sweep

@@ -20,7 +20,7 @@ import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from evfocus.config import load_config
-from evfocus.events.io import list_captures, read_capture
+from evfocus.data.captures import list_captures, read_capture
 from evfocus.sim.simulator import SweepSimulator
 from evfocus.sweep import Sweep
 

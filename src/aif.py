@@ -60,7 +60,8 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from tqdm import tqdm
 
 from evfocus.config import ConfigError
-from evfocus.events.io import EventFileError, list_captures, read_capture
+from evfocus.data.captures import list_captures, read_capture
+from evfocus.events.io import EventFileError
 from evfocus.events.stream import EventStreamError
 from evfocus.events.voxel import EventFocalStack, EventRepresentationError
 from evfocus.optics import FocusSchedule, OpticsError
