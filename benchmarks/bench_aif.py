@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from evfocus.config import load_config
-from evfocus.models.build import build_merge_net, build_refocus_net
+from evfocus.models.registry import build_merge_net, build_refocus_net
 from evfocus.pipeline.aif import AIFPipeline, AIFResult
 from evfocus.pipeline.search import PatchGrid, patch_event_counts
 from evfocus.sim.simulator import SweepSimulator

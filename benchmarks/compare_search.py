@@ -15,11 +15,11 @@ import torch
 from omegaconf import OmegaConf
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
+from evfocus.checkpoints import load_nets, load_stage_checkpoint
 from evfocus.data.simulated import build_eval_sweeps
 from evfocus.pipeline.aif import AIFPipeline
 from evfocus.pipeline.depth import depth_errors
 from evfocus.training.aif_eval import build_pipeline_config
-from evfocus.training.checkpoints import load_nets, load_stage_checkpoint
 
 
 def main() -> None:

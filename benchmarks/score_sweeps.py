@@ -25,13 +25,13 @@ import torch
 from omegaconf import OmegaConf
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
+from evfocus.checkpoints import load_nets, load_stage_checkpoint
 from evfocus.data.captures import list_captures, read_capture
 from evfocus.events.integration import EventIntegrator
 from evfocus.pipeline.aif import AIFPipeline
 from evfocus.pipeline.depth import depth_scores
 from evfocus.sweep import Sweep
 from evfocus.training.aif_eval import build_pipeline_config, self_calibrated_integrator
-from evfocus.training.checkpoints import load_nets, load_stage_checkpoint
 
 
 def sweeps_of(text: str, cfg, count: int) -> Iterator[Sweep]:

@@ -59,6 +59,7 @@ from torch import Tensor, nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm import tqdm
 
+from evfocus.checkpoints import CheckpointError, StageCheckpoint, load_nets, load_stage_checkpoint
 from evfocus.config import ConfigError
 from evfocus.data.captures import list_captures, read_capture
 from evfocus.events.io import EventFileError
@@ -69,8 +70,7 @@ from evfocus.pipeline.aif import AIFPipeline, AIFResult, PipelineConfig, refocus
 from evfocus.pipeline.depth import depth_errors, depth_scores, normalised_diopter
 from evfocus.sweep import Sweep, SweepError
 from evfocus.training.aif_eval import build_pipeline_config
-from evfocus.training.checkpoints import CheckpointError, StageCheckpoint, load_nets, load_stage_checkpoint
-from evfocus.training.visualize import colour_map
+from evfocus.visualize import colour_map
 
 STAGES_WITH_REFOCUS = ("refocus", "merge", "joint")
 CAPTURE_SUBFOLDERS = ("blurry", "events", "meta", "aif", "depth")

@@ -61,14 +61,31 @@ def test_broken_interpolation_names_key_and_file(tmp_path):
     assert load_config(None, ["data.val_sweeps=${data.test_sweeps}"]).data.val_sweeps == 16
 
 
-def test_print_config_reports_a_broken_interpolation(capsys):
+def load_train_cli():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("train_cli", Path(__file__).parents[1] / "src" / "train.py")
     train_cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_cli)
-    assert train_cli.main(["--config", str(CONFIGS[0]), "--print-config", "run_name=${nope}"]) == 2
+    return train_cli
+
+
+def test_print_config_reports_a_broken_interpolation(capsys):
+    assert load_train_cli().main(["--config", str(CONFIGS[0]), "--print-config", "run_name=${nope}"]) == 2
     assert "key 'run_name': Interpolation key 'nope' not found" in capsys.readouterr().err
+
+
+def test_model_name_must_name_a_registered_network(capsys):
+    from evfocus.models.registry import MODELS, build_refocus_net, check_model_name
+
+    message = r"model\.name: 'nope' is not one of \['evrefocusnet'\]"
+    cfg = load_config(None, ["model.name=nope"])  # the schema cannot see the registry: checked when built
+    with pytest.raises(ConfigError, match=message):
+        check_model_name(cfg)
+    assert load_train_cli().main(["--config", str(CONFIGS[0]), "--print-config", "model.name=nope"]) == 2
+    assert "model.name: 'nope' is not one of ['evrefocusnet']" in capsys.readouterr().err
+    for name in MODELS:
+        assert build_refocus_net(load_config(None, [f"model.name={name}"])) is not None
 
 
 @pytest.mark.parametrize("override, message", [

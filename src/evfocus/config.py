@@ -138,7 +138,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "evrefocusnet"
+    name: str = "evrefocusnet"  # a network of models.registry.MODELS (checked when the stage is built)
     width: int = 16
     depth: int = 3
     norm: str = "group"
@@ -272,7 +272,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "monitor_mode": ("min", "max"),
     "sim.event_model": ("voltmeter", "ideal"),
     "sim.event_response": ("linear", "gamma", "random"),
-    "model.name": ("evrefocusnet",),
     "model.contrast": (None, "prior", "learned"),
     "model.norm": ("group", "batch", "none"),
     "optim.scheduler": ("cosine", "step", "none"),

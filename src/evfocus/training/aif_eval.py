@@ -21,17 +21,17 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torch import Tensor, nn
+from torch import nn
 
 from evfocus.data.simulated import EvalRefocusSet, build_eval_sweeps
 from evfocus.events.contrast import estimate_contrast
 from evfocus.events.integration import EventIntegrator, fit_contrast
 from evfocus.events.voxel import EventFocalStack
+from evfocus.metrics import build_metrics
 from evfocus.pipeline.aif import AIFPipeline, AIFResult, MergeFn, PipelineConfig, PipelineMode, sobel_remerge
-from evfocus.pipeline.depth import depth_scores, normalised_diopter
+from evfocus.pipeline.depth import depth_scores
 from evfocus.pipeline.search import RefocusFn, SearchConfig
 from evfocus.sweep import Sweep
-from evfocus.training.metrics import build_metrics
 
 DEPTH_KEYS = ("abs_rel", "rmse_m", "rmse_diopter", "abs_rel_confident", "confident_fraction")
 SELF_CALIBRATION_BINS = 128  # time nodes of the focal stack the self-calibration reads
@@ -199,20 +199,3 @@ def flat_scalars(summary: dict[str, Any], prefix: str) -> dict[str, float]:
         elif isinstance(value, int | float) and math.isfinite(value):
             flat[name] = float(value)
     return flat
-
-
-def aif_panel(sweep: Sweep, result: AIFResult) -> Tensor:
-    """input | AIF | ground truth | depth (turbo, near = warm) | slice index map, as one (3, H, 5·W) image."""
-    from evfocus.training.visualize import colour_map
-
-    image = sweep.image.float().cpu()
-    truth = sweep.aif.float().cpu() if sweep.aif is not None else torch.zeros_like(image)
-    depth = colour_map(normalised_diopter(result.depth_m.cpu(), sweep.schedule), "turbo")
-    slices = result.slice_index.float().cpu() / max(1, len(result.slice_times_us) - 1)
-    columns = [_rgb(image), _rgb(result.aif.float().cpu().clamp(0, 1)), _rgb(truth), depth,
-               colour_map(slices[None], "viridis")]
-    return torch.cat(columns, dim=-1)
-
-
-def _rgb(image: Tensor) -> Tensor:
-    return image.expand(3, -1, -1) if image.shape[0] == 1 else image

@@ -16,15 +16,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from evfocus.checkpoints import CheckpointError, load_stage_checkpoint, load_weights
 from evfocus.events.voxel import EventFocalStack
-from evfocus.models.build import build_merge_net
 from evfocus.models.merge import EvMergeNet, MergeOutput
+from evfocus.models.registry import build_merge_net
 from evfocus.pipeline.aif import cluster_times
 from evfocus.pipeline.search import SearchConfig, focus_search, segments_from_cumulative
 from evfocus.sweep import Sweep
 from evfocus.training.aif_eval import AIFEvaluator
 from evfocus.training.base_module import Batch, StageModule
-from evfocus.training.checkpoints import CheckpointError, load_stage_checkpoint, load_weights
 from evfocus.training.optim import build_optimizers
 
 

@@ -1,4 +1,7 @@
-"""Pictures for people: event maps, colour-mapped depth and side-by-side panels (torch + matplotlib LUTs)."""
+"""Pictures for people: event maps, colour-mapped depth and side-by-side panels (torch + matplotlib LUTs).
+
+Shared by training (sample panels), inference (``src/aif.py``'s PNGs and GIF) and notebooks.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,10 @@ import matplotlib
 import numpy as np
 import torch
 from torch import Tensor
+
+from evfocus.pipeline.aif import AIFResult
+from evfocus.pipeline.depth import normalised_diopter
+from evfocus.sweep import Sweep
 
 
 def event_image(events: Tensor) -> Tensor:
@@ -29,3 +36,18 @@ def colour_map(values: Tensor, name: str = "turbo") -> Tensor:
     lut = torch.tensor(matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3], dtype=torch.float32)
     index = (values.float().clamp(0.0, 1.0) * 255).round().long()[0]
     return lut.to(values.device)[index].permute(2, 0, 1)
+
+
+def aif_panel(sweep: Sweep, result: AIFResult) -> Tensor:
+    """input | AIF | ground truth | depth (turbo, near = warm) | slice index map, as one (3, H, 5·W) image."""
+    image = sweep.image.float().cpu()
+    truth = sweep.aif.float().cpu() if sweep.aif is not None else torch.zeros_like(image)
+    depth = colour_map(normalised_diopter(result.depth_m.cpu(), sweep.schedule), "turbo")
+    slices = result.slice_index.float().cpu() / max(1, len(result.slice_times_us) - 1)
+    columns = [_rgb(image), _rgb(result.aif.float().cpu().clamp(0, 1)), _rgb(truth), depth,
+               colour_map(slices[None], "viridis")]
+    return torch.cat(columns, dim=-1)
+
+
+def _rgb(image: Tensor) -> Tensor:
+    return image.expand(3, -1, -1) if image.shape[0] == 1 else image
