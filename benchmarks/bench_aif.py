@@ -41,9 +41,10 @@ import torch
 from torch import Tensor
 
 from evfocus.config import load_config
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.models.registry import build_merge_net, build_refocus_net
 from evfocus.pipeline.aif import AIFPipeline, AIFResult
-from evfocus.pipeline.search import PatchGrid, patch_event_counts
+from evfocus.pipeline.search import PatchGrid
 from evfocus.sim.simulator import SweepSimulator
 from evfocus.sweep import Sweep
 from evfocus.training.aif_eval import build_pipeline_config
@@ -161,8 +162,8 @@ def to_coordinate(times_us: Tensor, counts: Tensor, t_start: float, t_end: float
 def agreement(batched: AIFResult, reference: AIFResult, sweep: Sweep, config: Any) -> dict:
     search = config.search
     schedule = sweep.schedule
-    counts = patch_event_counts(sweep.events, search.grid_size, schedule.t_start_us, schedule.t_end_us,
-                                config.efs_fine_bins)
+    counts = EventFocalStack.from_events(sweep.events, schedule.t_start_us, schedule.t_end_us, config.efs_fine_bins,
+                                         count_grid=search.grid_size).patch_counts
     searched = ~batched.search.low_event_mask.flatten().cpu().numpy()
     dt_us = (batched.search.times_us - reference.search.times_us).abs().flatten().cpu().numpy()
     coords = [to_coordinate(r.search.times_us, counts, schedule.t_start_us, schedule.t_end_us, search.domain)

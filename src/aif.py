@@ -62,9 +62,10 @@ from tqdm import tqdm
 from evfocus.checkpoints import CheckpointError, StageCheckpoint, load_nets, load_stage_checkpoint
 from evfocus.config import ConfigError
 from evfocus.data.captures import list_captures, read_capture
+from evfocus.events.binning import EventRepresentationError
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.io import EventFileError
 from evfocus.events.stream import EventStreamError
-from evfocus.events.voxel import EventFocalStack, EventRepresentationError
 from evfocus.optics import FocusSchedule, OpticsError
 from evfocus.pipeline.aif import AIFPipeline, AIFResult, PipelineConfig, refocus_stack
 from evfocus.pipeline.depth import depth_errors, depth_scores, normalised_diopter

@@ -12,8 +12,8 @@ import torch
 from samples import shared_samples
 
 from evfocus.data.captures import CaptureError, list_captures, read_capture
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.io import EventFileError, MissingFileError
-from evfocus.events.voxel import EventFocalStack
 from evfocus.optics import FocusSchedule
 from evfocus.sweep import SweepError
 

@@ -24,11 +24,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from evfocus.events.voxel import EventFocalStack
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.models.merge import MergeOutput, gradient_energy_merge
 from evfocus.optics import FocusSchedule
 from evfocus.pipeline.depth import depth_confidence, patch_depth_map, regularise_depth, weighted_depth_map
-from evfocus.pipeline.search import RefocusFn, SearchConfig, SearchResult, focus_search, patch_event_counts
+from evfocus.pipeline.search import RefocusFn, SearchConfig, SearchResult, focus_search
 from evfocus.sweep import Sweep
 
 MergeFn = Callable[[Tensor, Tensor], MergeOutput]  # (stack (N,S,C,H,W), events (N,S,B,H,W)) → output
@@ -210,16 +210,14 @@ class AIFPipeline:
         events = sweep.events.to(device)
         image = sweep.image.to(device)
         focal_stack = EventFocalStack.from_events(events, schedule.t_start_us, schedule.t_end_us,
-                                                  cfg.efs_fine_bins)
-        counts = patch_event_counts(events, cfg.search.grid_size, schedule.t_start_us, schedule.t_end_us,
-                                    cfg.efs_fine_bins)
+                                                  cfg.efs_fine_bins, count_grid=cfg.search.grid_size)
         for_sweep = getattr(self.refocus, "for_sweep", None)
         refocus = self.refocus if for_sweep is None else for_sweep(image, focal_stack, float(sweep.image_time_us))
         seconds["events"] = _lap(started, device)
 
         mark = time.perf_counter()
         search = focus_search(image, float(sweep.image_time_us), focal_stack, refocus, cfg.search,
-                              event_counts=counts, mode=cfg.mode)
+                              event_counts=focal_stack.patch_counts, mode=cfg.mode)
         seconds["search"] = _lap(mark, device)
 
         mark = time.perf_counter()

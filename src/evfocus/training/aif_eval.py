@@ -25,8 +25,8 @@ from torch import nn
 
 from evfocus.data.simulated import EvalRefocusSet, build_eval_sweeps
 from evfocus.events.contrast import estimate_contrast
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.integration import EventIntegrator, fit_contrast
-from evfocus.events.voxel import EventFocalStack
 from evfocus.metrics import build_metrics
 from evfocus.pipeline.aif import AIFPipeline, AIFResult, MergeFn, PipelineConfig, PipelineMode, sobel_remerge
 from evfocus.pipeline.depth import depth_scores

@@ -17,11 +17,11 @@ import torch
 from torch import Tensor
 
 from evfocus.checkpoints import CheckpointError, load_stage_checkpoint, load_weights
-from evfocus.events.voxel import EventFocalStack
+from evfocus.events.focal_stack import EventFocalStack, cumulative_segments
 from evfocus.models.merge import EvMergeNet, MergeOutput
 from evfocus.models.registry import build_merge_net
 from evfocus.pipeline.aif import cluster_times
-from evfocus.pipeline.search import SearchConfig, focus_search, segments_from_cumulative
+from evfocus.pipeline.search import SearchConfig, focus_search
 from evfocus.sweep import Sweep
 from evfocus.training.aif_eval import AIFEvaluator
 from evfocus.training.base_module import Batch, StageModule
@@ -87,7 +87,7 @@ class StackModule(StageModule):
         num, slices = slice_pos.shape
         crop = torch.arange(num, device=slice_pos.device).repeat_interleave(slices)
         t0 = batch["image_pos"].repeat_interleave(slices)
-        events = segments_from_cumulative(batch["cumulative"], 0.0, 1.0, t0, slice_pos.flatten(),
+        events = cumulative_segments(batch["cumulative"], 0.0, 1.0, t0, slice_pos.flatten(),
                                           self.cfg.data.num_bins, crop_index=crop)
         images = batch["image"][crop]
         log_contrast = self.log_contrast(batch, "image")
@@ -107,7 +107,7 @@ class StackModule(StageModule):
         half = self.cfg.pipeline.merge_window_fraction
         crop = torch.arange(num, device=slice_pos.device).repeat_interleave(slices)
         flat = slice_pos.flatten()
-        events = segments_from_cumulative(batch["cumulative"], 0.0, 1.0, (flat - half).clamp(0, 1),
+        events = cumulative_segments(batch["cumulative"], 0.0, 1.0, (flat - half).clamp(0, 1),
                                           (flat + half).clamp(0, 1), self.cfg.data.num_bins, crop_index=crop)
         events = events.reshape(num, slices, *events.shape[1:])
         return self.merge_net(stack, events, valid)
