@@ -45,9 +45,9 @@ from evfocus.events.focal_stack import EventFocalStack
 from evfocus.models.registry import build_merge_net, build_refocus_net
 from evfocus.pipeline.aif import AIFPipeline, AIFResult
 from evfocus.pipeline.search import PatchGrid
+from evfocus.pipeline.settings import pipeline_config
 from evfocus.sim.simulator import SweepSimulator
 from evfocus.sweep import Sweep
-from evfocus.training.aif_eval import build_pipeline_config
 
 STEPS = ("events", "search", "stack", "merge", "total")
 SIM_OVERRIDES = ["sim.event_model=ideal", "sim.ideal.threshold_range=[0.12,0.12]", "sim.event_response=linear"]
@@ -290,8 +290,7 @@ def main() -> None:
     for domain in args.domains:
         configs = {}
         for mode in ("batched", "reference"):
-            config = build_pipeline_config(cfg.pipeline, cfg.data.num_bins, cfg.data.efs_fine_bins, sweep, mode,
-                                           device=device)
+            config = pipeline_config(cfg, sweep, device, mode)
             search = dataclasses.replace(config.search, domain=domain, tolerance_events=args.tolerance_events,
                                          min_events=args.min_events)
             configs[mode] = dataclasses.replace(config, search=search)

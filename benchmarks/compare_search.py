@@ -19,7 +19,7 @@ from evfocus.checkpoints import load_nets, load_stage_checkpoint
 from evfocus.data.simulated import build_eval_sweeps
 from evfocus.pipeline.aif import AIFPipeline
 from evfocus.pipeline.depth import depth_errors
-from evfocus.training.aif_eval import build_pipeline_config
+from evfocus.pipeline.settings import pipeline_config
 
 
 def main() -> None:
@@ -40,10 +40,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for domain in ("time", "events"):
         for sharpness in ("variance", "gradient"):
-            settings = OmegaConf.merge(cfg.pipeline, {"search": {"domain": domain, "sharpness": sharpness}})
+            settings = OmegaConf.merge(cfg, {"pipeline": {"search": {"domain": domain, "sharpness": sharpness}}})
             psnr, identity, abs_rel, calls, seconds = [], [], [], [], []
             for sweep in sweeps:
-                config = build_pipeline_config(settings, cfg.data.num_bins, cfg.data.efs_fine_bins, sweep)
+                config = pipeline_config(settings, sweep)
                 result = AIFPipeline(refocus, merge, config)(sweep)
                 psnr.append(float(peak_signal_noise_ratio(result.aif[None].clamp(0, 1), sweep.aif[None],
                                                           data_range=1.0)))

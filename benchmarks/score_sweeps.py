@@ -30,8 +30,9 @@ from evfocus.data.captures import list_captures, read_capture
 from evfocus.events.integration import EventIntegrator
 from evfocus.pipeline.aif import AIFPipeline
 from evfocus.pipeline.depth import depth_scores
+from evfocus.pipeline.references import self_calibrated_integrator
+from evfocus.pipeline.settings import pipeline_config
 from evfocus.sweep import Sweep
-from evfocus.training.aif_eval import build_pipeline_config, self_calibrated_integrator
 
 
 def sweeps_of(text: str, cfg, count: int) -> Iterator[Sweep]:
@@ -72,7 +73,7 @@ def main() -> None:
     for text in args.input:
         scores = defaultdict(list)
         for sweep in sweeps_of(text, cfg, args.sim_sweeps):
-            config = build_pipeline_config(cfg.pipeline, cfg.data.num_bins, cfg.data.efs_fine_bins, sweep)
+            config = pipeline_config(cfg, sweep)
             methods = {"pipeline": (refocus, merge), "integration": (self_calibrated_integrator(sweep, "cpu"), None)}
             methods.update({f"integration c={c:g}": (EventIntegrator(c), None) for c in args.contrasts})
             frame_psnr = psnr(sweep.image, sweep.aif)

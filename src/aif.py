@@ -69,8 +69,8 @@ from evfocus.events.stream import EventStreamError
 from evfocus.optics import FocusSchedule, OpticsError
 from evfocus.pipeline.aif import AIFPipeline, AIFResult, PipelineConfig, refocus_stack
 from evfocus.pipeline.depth import depth_errors, depth_scores, normalised_diopter
+from evfocus.pipeline.settings import pipeline_config
 from evfocus.sweep import Sweep, SweepError
-from evfocus.training.aif_eval import build_pipeline_config
 from evfocus.visualize import colour_map
 
 STAGES_WITH_REFOCUS = ("refocus", "merge", "joint")
@@ -271,24 +271,24 @@ def resolve_inputs(inputs: list[str], names: list[str] | None, cfg: DictConfig,
 
 # ---------------------------------------------------------------------------------- pipeline
 def pipeline_settings(cfg: DictConfig, args: argparse.Namespace) -> DictConfig:
-    """The checkpoint's ``pipeline`` section with the command-line overrides applied."""
-    settings = OmegaConf.create(OmegaConf.to_container(cfg.pipeline, resolve=True))
+    """The checkpoint's config with the command-line overrides of its ``pipeline`` section applied."""
+    settings = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     if args.grid is not None:
-        settings.search.grid_size = args.grid
+        settings.pipeline.search.grid_size = args.grid
     if args.max_slices is not None:
-        settings.max_slices = args.max_slices
+        settings.pipeline.max_slices = args.max_slices
     if args.tile is not None:
-        settings.tile_px = args.tile
+        settings.pipeline.tile_px = args.tile
     return settings
 
 
-def sweep_pipeline_config(settings: DictConfig, cfg: DictConfig, sweep: Sweep, device: torch.device) -> PipelineConfig:
+def sweep_pipeline_config(settings: DictConfig, sweep: Sweep, device: torch.device) -> PipelineConfig:
     """Per sweep, because tolerances and event floors scale with its size and duration."""
-    grid = settings.search.grid_size
+    grid = settings.pipeline.search.grid_size
     if grid > min(sweep.height, sweep.width):
         raise InputError(f"{sweep.name}: a {grid}x{grid} search grid does not fit its "
                          f"{sweep.height}x{sweep.width} image (use a smaller --grid)")
-    return build_pipeline_config(settings, cfg.data.num_bins, cfg.data.efs_fine_bins, sweep, device=device)
+    return pipeline_config(settings, sweep, device)
 
 
 @torch.no_grad()
@@ -477,8 +477,7 @@ def process(source: SweepSource, model: Model, settings: DictConfig, args: argpa
     """
     started = time.perf_counter()
     sweep = source.load()
-    cfg = model.checkpoint.cfg
-    config = sweep_pipeline_config(settings, cfg, sweep, device)
+    config = sweep_pipeline_config(settings, sweep, device)
     seconds = {"load": time.perf_counter() - started}
     result = AIFPipeline(model.refocus, model.merge, config)(sweep, device)
     seconds.update(result.seconds)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import kornia
 import numpy as np
@@ -25,19 +24,12 @@ IMAGE_TIME_US = T_START_US + 300_000.0
 US_PER_NODE = DURATION_US / NUM_FINE_BINS
 
 
-@dataclass
-class StandInStack:
-    """Every pixel's cumulative signed count rises by one per fine bin, so S(t) encodes t exactly."""
-
-    cumulative: Tensor
-    t_start_us: float = T_START_US
-    t_end_us: float = T_END_US
-    num_fine_bins: int = NUM_FINE_BINS
-
-
-def ramp_stack() -> StandInStack:
+def ramp_stack(counts: Tensor | None = None) -> EventFocalStack:
+    """Every pixel's cumulative signed count rises by one per fine bin, so S(t) encodes t exactly;
+    ``counts`` stand in for the per-patch event counts."""
     ramp = torch.arange(NUM_FINE_BINS + 1, dtype=torch.float32)
-    return StandInStack(ramp[:, None, None].expand(-1, HEIGHT, WIDTH).contiguous())
+    return EventFocalStack(ramp[:, None, None].expand(-1, HEIGHT, WIDTH).contiguous(), int(T_START_US), int(T_END_US),
+                           patch_counts=counts)
 
 
 def scene(peaks_us: Tensor, seed: int = 0) -> Tensor:
@@ -260,7 +252,7 @@ def test_event_domain_brackets_the_peak_in_events(mode: str) -> None:
     fraction = torch.linspace(0, 1, NUM_FINE_BINS + 1, dtype=torch.float64)
     counts = totals[:, None] * fraction**2  # events arrive ever faster: the two domains differ
     cfg = config(domain="events", tolerance_events=500.0, min_events=2_000)
-    result = focus_search(scene(peaks), IMAGE_TIME_US, ramp_stack(), contrast_refocus, cfg, counts, mode)
+    result = focus_search(scene(peaks), IMAGE_TIME_US, ramp_stack(counts), contrast_refocus, cfg, mode)
     nodes_us = T_START_US + np.arange(NUM_FINE_BINS + 1) * US_PER_NODE
     for patch in range(GRID * GRID):
         def count_at(t_us: float, patch: int = patch) -> float:
@@ -276,7 +268,7 @@ def test_low_event_patches_keep_the_image_time() -> None:
     quiet = torch.tensor([0, 7, 15])
     counts[quiet] = torch.linspace(0, 1_999, NUM_FINE_BINS + 1, dtype=torch.float64)
     cfg = config(min_events=2_000)
-    result = focus_search(scene(random_peaks(7)), IMAGE_TIME_US, ramp_stack(), contrast_refocus, cfg, counts)
+    result = focus_search(scene(random_peaks(7)), IMAGE_TIME_US, ramp_stack(counts), contrast_refocus, cfg)
     low = result.low_event_mask.flatten()
     assert low.nonzero()[:, 0].tolist() == quiet.tolist()
     assert (result.times_us.flatten()[low] == IMAGE_TIME_US).all()
@@ -300,11 +292,11 @@ def test_bad_configuration_raises(kwargs: dict, message: str) -> None:
 
 def test_bad_inputs_raise() -> None:
     image = scene(random_peaks(0))
-    with pytest.raises(ValueError, match="event_counts"):
+    with pytest.raises(ValueError, match="patch_counts"):
         focus_search(image, IMAGE_TIME_US, ramp_stack(), contrast_refocus, config(domain="events"))
     with pytest.raises(ValueError, match="outside the sweep"):
         focus_search(image, T_START_US - 1, ramp_stack(), contrast_refocus, config(min_events=0))
     with pytest.raises(ValueError, match=r"\(P, K\+1\)"):
-        focus_search(image, IMAGE_TIME_US, ramp_stack(), contrast_refocus, config(), uniform_counts()[:3])
+        focus_search(image, IMAGE_TIME_US, ramp_stack(uniform_counts()[:3]), contrast_refocus, config())
     with pytest.raises(ValueError, match="refocus returned shape"):
         focus_search(image, IMAGE_TIME_US, ramp_stack(), lambda im, ev: im[:, :1], config(min_events=0))

@@ -202,13 +202,15 @@ class MergeModelConfig:
 
 @dataclass
 class SearchSettings:
-    """Golden-section focus search (pipeline/search.py); tolerances scale with each sweep."""
+    """Golden-section focus search (pipeline/search.py); pipeline/settings.py scales it to each sweep."""
 
     grid_size: int = 8
     margin_px: int = 8
     domain: str = "time"
     sharpness: str = "variance"
-    tolerance_fraction: float = 0.015625  # time domain: bracket tolerance as a fraction of the sweep
+    # the search's resolution as a fraction of the sweep: the time domain's bracket tolerance and, in both
+    # domains, the separation below which found times are one slice (the reference: 1/64)
+    tolerance_fraction: float = 0.015625
     # event domain: bracket tolerance in events of the patch (None: tolerance_fraction of the mean
     # events per patch; the reference uses 1000 at ~15 k events per patch)
     tolerance_events: float | None = None

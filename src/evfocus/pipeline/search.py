@@ -16,29 +16,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from evfocus.events.focal_stack import cumulative_segments, grid_edges
+from evfocus.events.focal_stack import EventFocalStack, cumulative_segments, grid_edges
 from evfocus.golden import GOLDEN_RATIO
 
 Domain = Literal["time", "events"]
 SharpnessKind = Literal["variance", "gradient"]
 SearchMode = Literal["batched", "reference"]
 RefocusFn = Callable[[Tensor, Tensor], Tensor]
-
-
-class CumulativeEvents(Protocol):
-    """What the search needs of an ``EventFocalStack``: the cumulative signed events at K+1 nodes."""
-
-    cumulative: Tensor  # (K+1, H, W): cumulative[k] = Σ polarity of events with t < τ_k
-    t_start_us: float
-    t_end_us: float
-    num_fine_bins: int
 
 
 # ---------------------------------------------------------------------------------------- patches
@@ -128,7 +119,12 @@ def patch_sharpness(images: Tensor, mask: Tensor, kind: SharpnessKind) -> Tensor
 # ---------------------------------------------------------------------------------------- config
 @dataclass(frozen=True)
 class SearchConfig:
-    """How to search. The tolerance that applies is the one in the chosen domain's unit."""
+    """How to search (``pipeline.settings.search_config`` builds it from the config for one sweep).
+
+    The bracket tolerance that applies is the one in the chosen domain's unit; ``tolerance_us`` is also
+    the search's resolution in time in either domain: found times closer than it are one slice.
+    ``tolerance_events`` may be None in the time domain, which does not use it.
+    """
 
     num_bins: int
     grid_size: int = 8
@@ -136,7 +132,7 @@ class SearchConfig:
     domain: Domain = "time"
     sharpness: SharpnessKind = "variance"
     tolerance_us: float = 20_000.0
-    tolerance_events: float = 1_000.0
+    tolerance_events: float | None = 1_000.0
     max_iters: int = 30
     min_events: int = 2_000
     max_crops_per_call: int | None = None  # None: all open patches in one network call
@@ -146,8 +142,10 @@ class SearchConfig:
             raise ValueError(f"domain must be 'time' or 'events', got {self.domain!r}")
         if self.sharpness not in ("variance", "gradient"):
             raise ValueError(f"sharpness must be 'variance' or 'gradient', got {self.sharpness!r}")
+        if self.domain == "events" and self.tolerance_events is None:
+            raise ValueError("the event domain needs tolerance_events")
         for name in ("tolerance_us", "tolerance_events"):
-            if not getattr(self, name) > 0:
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_crops_per_call is not None and self.max_crops_per_call < 1:
             raise ValueError(f"max_crops_per_call must be >= 1 or None, got {self.max_crops_per_call}")
@@ -188,7 +186,7 @@ def counts_to_time_us(counts: Tensor, num_events: Tensor, t_start_us: float, t_e
 class _Prober:
     """Refocuses chosen patches at chosen search coordinates, scores them and records every probe."""
 
-    def __init__(self, image: Tensor, image_time_us: float, focal_stack: CumulativeEvents,
+    def __init__(self, image: Tensor, image_time_us: float, focal_stack: EventFocalStack,
                  refocus: RefocusFn, grid: PatchGrid, config: SearchConfig, counts: Tensor | None,
                  max_probes: int) -> None:
         self.image_crops = grid.crop(image, "replicate")
@@ -308,18 +306,17 @@ def _search_reference(prober: _Prober, lower: Tensor, upper: Tensor, open_: Tens
 def focus_search(
     image: Tensor,
     image_time_us: float,
-    focal_stack: CumulativeEvents,
+    focal_stack: EventFocalStack,
     refocus: RefocusFn,
     config: SearchConfig,
-    event_counts: Tensor | None = None,
     mode: SearchMode = "batched",
 ) -> SearchResult:
     """Find, per patch, the sweep time whose refocused patch is sharpest.
 
     ``image`` (C, H, W) in [0, 1] was taken at ``image_time_us``; ``refocus(images (M,C,h,w), events
-    (M,B,h,w))`` returns the crops refocused to the end of their event segments. ``event_counts``
-    (P, K+1) — ``EventFocalStack.patch_counts`` of a stack built with ``count_grid=config.grid_size`` —
-    is needed for the event domain and for ``min_events``.
+    (M,B,h,w))`` returns the crops refocused to the end of their event segments. The event domain and
+    ``min_events`` read each patch's event count from ``focal_stack.patch_counts`` (build the stack with
+    ``count_grid=config.grid_size``).
     """
     if image.ndim != 3:
         raise ValueError(f"image must be (C, H, W), got shape {tuple(image.shape)}")
@@ -334,7 +331,7 @@ def focus_search(
     if mode not in ("batched", "reference"):
         raise ValueError(f"mode must be 'batched' or 'reference', got {mode!r}")
     grid = PatchGrid.build(image.shape[-2], image.shape[-1], config.grid_size, config.margin_px)
-    counts = _checked_counts(event_counts, config, grid.num_patches, cumulative.shape[0], image.device)
+    counts = _checked_counts(focal_stack.patch_counts, config, grid.num_patches, cumulative.shape[0], image.device)
 
     num_patches = grid.num_patches
     if config.domain == "time":
@@ -364,18 +361,18 @@ def focus_search(
     )
 
 
-def _checked_counts(event_counts: Tensor | None, config: SearchConfig, num_patches: int, num_nodes: int,
+def _checked_counts(patch_counts: Tensor | None, config: SearchConfig, num_patches: int, num_nodes: int,
                     device: torch.device) -> Tensor | None:
     """The per-patch cumulative counts as float64 on ``device``, after checking they fit the search."""
-    if event_counts is None:
+    if patch_counts is None:
         if config.domain == "events" or config.min_events > 0:
-            raise ValueError("event_counts (EventFocalStack.patch_counts) are required for the event domain "
-                             "and for min_events > 0; pass them or set min_events=0")
+            raise ValueError("the event domain and min_events > 0 need the focal stack's patch_counts "
+                             "(EventFocalStack.from_events(..., count_grid=grid_size)); or set min_events=0")
         return None
-    if tuple(event_counts.shape) != (num_patches, num_nodes):
-        raise ValueError(f"event_counts must be (P, K+1) = {(num_patches, num_nodes)}, "
-                         f"got {tuple(event_counts.shape)}")
-    counts = event_counts.to(device=device, dtype=torch.float64)
+    if tuple(patch_counts.shape) != (num_patches, num_nodes):
+        raise ValueError(f"patch_counts must be (P, K+1) = {(num_patches, num_nodes)}, "
+                         f"got {tuple(patch_counts.shape)}")
+    counts = patch_counts.to(device=device, dtype=torch.float64)
     if bool((torch.diff(counts, dim=1) < 0).any()):
-        raise ValueError("event_counts must be cumulative (non-decreasing along K)")
+        raise ValueError("patch_counts must be cumulative (non-decreasing along K)")
     return counts
