@@ -31,6 +31,14 @@ def refocus_panel(image: Tensor, events: Tensor, pred: Tensor, target: Tensor) -
     return torch.cat(list(rows.cpu()), dim=-2)
 
 
+def to_uint8(images: Tensor) -> np.ndarray:
+    """(…, C, H, W) in [0, 1] → (…, H, W, 3) uint8 on the CPU; grey is repeated so every writer sees RGB."""
+    if images.shape[-3] == 1:
+        images = images.expand(*images.shape[:-3], 3, *images.shape[-2:])
+    pixels = (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return pixels.movedim(-3, -1).cpu().numpy()
+
+
 def colour_map(values: Tensor, name: str = "turbo") -> Tensor:
     """(1, H, W) values in [0, 1] (clamped) → (3, H, W) RGB through a matplotlib colour map."""
     lut = torch.tensor(matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3], dtype=torch.float32)

@@ -83,6 +83,8 @@ class AIFResult:
     weights: Tensor  # (S, H, W), sum to 1 per pixel
     stack: Tensor  # (S, C, H, W): the frame refocused at each slice time
     search: SearchResult
+    focal_stack: EventFocalStack  # the sweep's events as the pipeline read them (on its device)
+    refocus: RefocusFn  # the refocus function as fitted to this sweep (e.g. at its estimated contrast)
     seconds: dict[str, float] = field(default_factory=dict)
     num_refocus_calls: int = 0
     contrast: float | None = None  # the event contrast the refocus function used, when it estimated one
@@ -260,7 +262,8 @@ class AIFPipeline:
         seconds["total"] = _lap(started, device)
         return AIFResult(aif=aif, depth_m=depth, depth_confidence=confidence, patch_depth_m=patch_depth,
                          slice_times_us=slice_times, weights=weights, stack=stack, search=search,
-                         seconds=seconds, num_refocus_calls=search.num_refocus_calls + calls,
+                         focal_stack=focal_stack, refocus=refocus, seconds=seconds,
+                         num_refocus_calls=search.num_refocus_calls + calls,
                          contrast=getattr(refocus, "contrast", None))
 
 
