@@ -13,10 +13,10 @@ import statistics
 
 import torch
 from omegaconf import OmegaConf
-from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from evfocus.checkpoints import load_nets, load_stage_checkpoint
 from evfocus.data.simulated import build_eval_sweeps
+from evfocus.metrics import image_quality
 from evfocus.pipeline.aif import AIFPipeline
 from evfocus.pipeline.depth import depth_errors
 from evfocus.pipeline.settings import pipeline_config
@@ -45,9 +45,8 @@ def main() -> None:
             for sweep in sweeps:
                 config = pipeline_config(settings, sweep)
                 result = AIFPipeline(refocus, merge, config)(sweep)
-                psnr.append(float(peak_signal_noise_ratio(result.aif[None].clamp(0, 1), sweep.aif[None],
-                                                          data_range=1.0)))
-                identity.append(float(peak_signal_noise_ratio(sweep.image[None], sweep.aif[None], data_range=1.0)))
+                psnr.append(image_quality(result.aif, sweep.aif)["psnr"])
+                identity.append(image_quality(sweep.image, sweep.aif)["psnr"])
                 abs_rel.append(depth_errors(result.depth_m, sweep.depth_m)["abs_rel"])
                 calls.append(result.num_refocus_calls)
                 seconds.append(result.seconds["total"])
