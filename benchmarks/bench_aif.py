@@ -63,6 +63,12 @@ class TimedNet:
     def __getattr__(self, name: str) -> Any:  # e.g. encode_image, which the search uses when present
         return getattr(self.net, name)
 
+    def for_sweep(self, *args: Any, **options: Any) -> TimedNet:
+        """The net as fitted to one sweep (``EvRefocusNet.for_sweep``), still counted: the pipeline calls that."""
+        fitted = TimedNet(self.net.for_sweep(*args, **options), self.device)
+        fitted.calls = self.calls
+        return fitted
+
     def __call__(self, *inputs: Tensor, **options: Any) -> Any:
         start = time.perf_counter()
         output = self.net(*inputs, **options)
