@@ -1,6 +1,6 @@
 """Capture folders → Sweep: the reference release's layout, extended with ground truth and metadata.
 
-A capture ``<name>`` of a folder ``ROOT`` (docs/architecture.md, "Capture folders"):
+A capture ``<name>`` of a folder ``ROOT`` (docs/architecture.md, "Data contracts"):
 
 - ``blurry/<name>.png``: the conventional frame (8- or 16-bit, grey or RGB(A));
 - ``events/<name>.npy``: (N, 4) ``t_us, x, y, p`` with p 1 = ON (``events.io.read_events_npy``);
