@@ -5,7 +5,6 @@ Its sweep folder and run folders serve the runner's end-to-end test and the note
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,6 @@ class TinySweep:
 
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory) -> TinySweep:
-    sys.path.insert(0, str(ROOT / "src"))
     from evfocus.sweeps.runner import run_offline
     from evfocus.sweeps.spec import load_spec
 
