@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -16,14 +15,15 @@ from omegaconf import OmegaConf
 from evfocus.config import ConfigError, load_config
 from evfocus.models.registry import check_model_name
 from evfocus.training.callbacks import NonFiniteLossError, RunInterrupted
+from evfocus.training.cli import TrainArgsError, parse_train_args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", required=True, help="YAML experiment under configs/")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. trainer.max_epochs=3")
-    args = parser.parse_args(argv)
+    try:
+        args = parse_train_args(argv, __doc__)
+    except TrainArgsError as error:
+        print(f"usage: python src/train.py --config FILE [dotted.key=value ...]\nerror: {error}", file=sys.stderr)
+        return 2
     try:
         cfg = load_config(args.config, args.overrides)
         check_model_name(cfg)

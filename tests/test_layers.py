@@ -3,7 +3,9 @@
 Every ``import`` of an evfocus module (at module level or inside a function) is an edge. A *unit* is a
 package (``events``, ``pipeline``, …) or a top-level module (``config``, ``sweep``, …); ``MAY_IMPORT``
 lists, per unit, the units below it that it may use. Lightning and wandb belong to ``training/``, the
-DataModule (``data/datamodule.py``) and the Trainer-signature check of the config (``trainer_options``).
+DataModule (``data/datamodule.py``), the Trainer-signature check of the config (``trainer_options``) and the
+sweep runner (``sweeps/``, which speaks wandb's sweep format) and the notebooks' ``analysis`` (it can pull runs
+from the wandb API).
 """
 
 from __future__ import annotations
@@ -30,9 +32,15 @@ MAY_IMPORT: dict[str, set[str]] = {
                   "visualize", "metrics"},
     "training": {"config", "events", "sweep", "optics", "sim", "data", "models", "pipeline", "checkpoints",
                  "visualize", "metrics", "golden"},
+    # the top floor, beside the entry points: offline wandb sweeps run src/train.py, notebooks read run folders
+    "sweeps": {"config", "training"},
+    "analysis": {"config", "events", "sweep", "optics", "sim", "data", "models", "pipeline", "checkpoints",
+                 "visualize", "metrics", "sweeps"},
+    "figures": {"analysis", "events", "sweep", "optics", "pipeline", "visualize"},
 }
 LIGHTNING = ("lightning", "pytorch_lightning", "wandb")
-LIGHTNING_ALLOWED = ("evfocus.training", "evfocus.data.datamodule", "evfocus.trainer_options")
+LIGHTNING_ALLOWED = ("evfocus.training", "evfocus.data.datamodule", "evfocus.trainer_options", "evfocus.sweeps",
+                     "evfocus.analysis")
 
 
 def module_name(path: Path) -> str:

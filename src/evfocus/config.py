@@ -253,6 +253,8 @@ class ExperimentConfig:
     run_name: str | None = None
     runs_dir: str = "runs"
     ckpt_path: str | None = None
+    # test these weights (a checkpoint file or a run folder) without training, in a new run folder
+    test_ckpt: str | None = None
     monitor: str = "val/psnr"
     monitor_mode: str = "max"
     checkpoint_every_n_steps: int = 100
@@ -436,6 +438,8 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{key}: must be positive (or null), got {value}")
+    if cfg.test_ckpt is not None and cfg.ckpt_path is not None:
+        raise ConfigError("test_ckpt tests a checkpoint without training and ckpt_path resumes training: set one")
     jitter = cfg.data.contrast_teacher_jitter
     if jitter is not None and jitter < 0:
         raise ConfigError(f"data.contrast_teacher_jitter: must be >= 0 (or null), got {jitter}")

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from evfocus.checkpoints import CheckpointError, load_stage_checkpoint
+from evfocus.checkpoints import CheckpointError, load_stage_checkpoint, resolve_checkpoint
 from evfocus.config import ConfigError, to_container
 from evfocus.training.callbacks import DataEpoch, GracefulInterrupt, ImagePanels, PeriodicLastCheckpoint
 from evfocus.training.csv_history import HistoryCSVLogger
@@ -55,11 +55,21 @@ def resolve_run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
     return run_dir, str(checkpoint)
 
 
-def _check_checkpoint_stage(checkpoint: str, stage: str) -> None:
+def _check_checkpoint_stage(checkpoint: str, stage: str, key: str = "ckpt_path") -> None:
     try:
         load_stage_checkpoint(checkpoint, (stage,))
     except CheckpointError as error:
-        raise ConfigError(f"ckpt_path: {error}") from None
+        raise ConfigError(f"{key}: {error}") from None
+
+
+def _test_only_checkpoint(cfg: DictConfig) -> str:
+    """The checkpoint ``test_ckpt`` names (a run folder gives its best), checked to be of this stage."""
+    try:
+        checkpoint = str(resolve_checkpoint(cfg.test_ckpt))
+    except CheckpointError as error:
+        raise ConfigError(f"test_ckpt: {error}") from None
+    _check_checkpoint_stage(checkpoint, cfg.stage, "test_ckpt")
+    return checkpoint
 
 
 def _wandb_logger(cfg: DictConfig, run_dir: Path, run_name: str) -> WandbLogger | None:
@@ -98,11 +108,13 @@ def _baselines(stage: str, refocus: dict[str, Any], aif: dict[str, Any]) -> dict
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit, test and record one run; returns (results, {"trainer", "module", "datamodule", "run_dir"})."""
+    """Fit, test and record one run; returns (results, {"trainer", "module", "datamodule", "run_dir"}).
+    With ``test_ckpt`` set it only tests those weights (e.g. on other simulator settings)."""
     started = time.time()
     run_dir, resume_from = resolve_run_dir(cfg)
     if resume_from is not None:
         _check_checkpoint_stage(resume_from, cfg.stage)
+    tested = _test_only_checkpoint(cfg) if cfg.test_ckpt is not None else None
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
@@ -124,9 +136,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         LearningRateMonitor(logging_interval="step"),
     ]
     trainer = _make_trainer(cfg, run_dir, loggers, callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-
-    best_path = best.best_model_path or None
+    if tested is None:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    best_path = tested or best.best_model_path or None
     trainer.test(module, datamodule=datamodule, ckpt_path=best_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 

@@ -21,8 +21,8 @@ def _refocus(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]
 
 def _stack(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
     try:
-        # a resumed run restores every weight from its own checkpoint: skip the stage initialisation
-        module = StackModule(to_container(cfg), load_init_weights=cfg.ckpt_path is None)
+        # a resumed or test-only run gets every weight from its checkpoint: skip the stage initialisation
+        module = StackModule(to_container(cfg), load_init_weights=cfg.ckpt_path is None and cfg.test_ckpt is None)
     except CheckpointError as error:
         raise ConfigError(f"stack: {error}") from None
     return module, SimulatedSweepDataModule(cfg)
