@@ -8,6 +8,8 @@ Every message names the file (and dataset or column) and the problem.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,25 @@ class MissingFileError(EventFileError, FileNotFoundError):
 def require_file(path: Path) -> None:
     if not path.is_file():
         raise MissingFileError(f"{path}: file not found")
+
+
+@contextmanager
+def library_errors(path: Path, problem: str) -> Iterator[None]:
+    """Whatever a decoding library raises inside becomes an ``EventFileError`` "``path``: ``problem`` (its error)".
+
+    Rust extensions (aedat, evt3) raise ``PanicException``, a ``BaseException``, on some broken files: those are
+    turned into the same error; ``KeyboardInterrupt`` and ``SystemExit`` pass through.
+    """
+    try:
+        yield
+    except EventFileError:
+        raise
+    except Exception as error:
+        raise EventFileError(f"{path}: {problem} ({type(error).__name__}: {error})") from error
+    except BaseException as error:
+        if type(error).__name__ != "PanicException":
+            raise
+        raise EventFileError(f"{path}: {problem} (the decoder panicked: {error})") from error
 
 
 def integer_column(values: np.ndarray, where: str) -> np.ndarray:

@@ -15,7 +15,7 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the compression filters with h5py on import)
 import numpy as np
 
-from evfocus.events.checks import EventFileError, require_file
+from evfocus.events.checks import EventFileError, library_errors, require_file
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -25,13 +25,8 @@ def open_h5(path: Path) -> Iterator[h5py.File]:
     """``h5py.File(path, "r")``; whatever h5py raises inside (OSError, KeyError, TypeError, ... for damaged files
     and chunks) becomes an ``EventFileError`` naming the file."""
     require_file(path)
-    try:
-        with h5py.File(path, "r") as file:
-            yield file
-    except EventFileError:
-        raise
-    except Exception as error:
-        raise EventFileError(f"{path}: not a readable HDF5 file ({type(error).__name__}: {error})") from error
+    with library_errors(path, "not a readable HDF5 file"), h5py.File(path, "r") as file:
+        yield file
 
 
 def h5_columns(file: h5py.File, keys: Sequence[str], path: Path) -> dict[str, np.ndarray]:
