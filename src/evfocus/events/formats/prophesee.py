@@ -64,6 +64,7 @@ class PropheseeHeader:
 
 
 def read_header(path: Path) -> PropheseeHeader:
+    """Lines ``% key value`` up to ``% end`` or the first other line (Prophesee's RAW and DAT header rule)."""
     require_file(path)
     with path.open("rb") as file:
         head = file.read(HEADER_LIMIT)

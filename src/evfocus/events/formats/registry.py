@@ -37,46 +37,46 @@ HEAD_BYTES = 4096  # enough for every signature and a text file's first lines
 
 @dataclass(frozen=True)
 class EventFormat:
-    """One format: its reader, what it is (and through which library), its usual suffixes, whether its files
-    can carry the sensor size (else ``width``/``height`` are required) and whether its time unit is open
-    (then ``time_unit`` applies; the others are µs by definition)."""
+    """One format: its reader, what it is (and through which library), whether its files can carry the sensor
+    size (else ``width``/``height`` are required) and whether its time unit is open (then ``time_unit``
+    applies; the others are µs by definition)."""
 
     name: str
     description: str
-    suffixes: tuple[str, ...]
     read: Callable[..., EventStream]
     stores_size: bool
     open_time_unit: bool
 
 
 FORMATS: dict[str, EventFormat] = {spec.name: spec for spec in (
-    EventFormat("npy", "reference release: (N, 4) array t_us, x, y, p (numpy)", (".npy",), read_events_npy,
+    EventFormat("npy", "reference release: (N, 4) array t_us, x, y, p (numpy)", read_events_npy,
                 stores_size=False, open_time_unit=False),
-    EventFormat("npz", "NumPy archive: arrays t, x, y, p or one event table (numpy)", (".npz",), read_events_npz,
+    EventFormat("npz", "NumPy archive: arrays t, x, y, p or one event table (numpy)", read_events_npz,
                 stores_size=False, open_time_unit=True),
-    EventFormat("txt", "text, 't x y p' per line, as ESIM / DVS-Voltmeter / E2VID write (numpy)", (".txt",),
+    EventFormat("txt", "text, 't x y p' per line, as ESIM / DVS-Voltmeter / E2VID write (numpy)",
                 read_events_txt, stores_size=True, open_time_unit=True),
-    EventFormat("e2vid_h5", "E2VID/ESIM HDF5: events/xs, ys, ts, ps (h5py)", (".h5", ".hdf5"), read_events_h5,
+    EventFormat("e2vid_h5", "E2VID/ESIM HDF5: events/xs, ys, ts, ps (h5py)", read_events_h5,
                 stores_size=True, open_time_unit=True),
-    EventFormat("dsec_h5", "DSEC HDF5: events/x, y, t, p + t_offset, Blosc (h5py + hdf5plugin)", (".h5", ".hdf5"),
+    EventFormat("dsec_h5", "DSEC HDF5: events/x, y, t, p + t_offset, Blosc (h5py + hdf5plugin)",
                 read_events_dsec, stores_size=False, open_time_unit=False),
     EventFormat("prophesee_h5", "Prophesee HDF5: CD/events, ECF-compressed (h5py + Prophesee's ECF plugin)",
-                (".hdf5", ".h5"), read_events_prophesee_h5, stores_size=True, open_time_unit=False),
-    EventFormat("aedat4", "iniVation AEDAT 4.0: DAVIS, DVXplorer (aedat)", (".aedat4",), read_events_aedat4,
+                read_events_prophesee_h5, stores_size=True, open_time_unit=False),
+    EventFormat("aedat4", "iniVation AEDAT 4.0: DAVIS, DVXplorer (aedat)", read_events_aedat4,
                 stores_size=True, open_time_unit=False),
-    EventFormat("raw", "Prophesee RAW, EVT 2.0 or 3.0 as its header says", (".raw",), read_events_raw,
+    EventFormat("raw", "Prophesee RAW, EVT 2.0 or 3.0 as its header says", read_events_raw,
                 stores_size=True, open_time_unit=False),
-    EventFormat("evt2", "Prophesee RAW, EVT 2.0 (expelliarmus)", (".raw",), partial(read_events_raw, encoding="evt2"),
+    EventFormat("evt2", "Prophesee RAW, EVT 2.0 (expelliarmus)", partial(read_events_raw, encoding="evt2"),
                 stores_size=True, open_time_unit=False),
-    EventFormat("evt3", "Prophesee RAW, EVT 3.0 (evt3)", (".raw",), partial(read_events_raw, encoding="evt3"),
+    EventFormat("evt3", "Prophesee RAW, EVT 3.0 (evt3)", partial(read_events_raw, encoding="evt3"),
                 stores_size=True, open_time_unit=False),
-    EventFormat("dat", "Prophesee DAT (expelliarmus)", (".dat",), read_events_dat, stores_size=True,
+    EventFormat("dat", "Prophesee DAT (expelliarmus)", read_events_dat, stores_size=True,
                 open_time_unit=False),
 )}
-BY_SUFFIX = {".npy": "npy", ".npz": "npz", ".txt": "txt", ".aedat4": "aedat4", ".raw": "raw", ".dat": "dat"}
+BY_SUFFIX = {  # when the content tells nothing
+    ".npy": "npy", ".npz": "npz", ".txt": "txt", ".aedat4": "aedat4", ".raw": "raw", ".dat": "dat"}
 
 
-def known_formats() -> str:
+def _known_formats() -> str:
     return "; ".join(f"{spec.name} ({spec.description})" for spec in FORMATS.values())
 
 
@@ -142,7 +142,7 @@ def detect_format(path: str | Path) -> str:
     name = _by_content(path) or BY_SUFFIX.get(path.suffix.lower())
     if name is None:
         raise EventFileError(f"{path}: not a known event file format by content or suffix; known: "
-                             f"{known_formats()}")
+                             f"{_known_formats()}")
     return name
 
 
@@ -172,7 +172,7 @@ def read_events(
     name = detect_format(path) if format is None else format.lower()
     spec = FORMATS.get(name)
     if spec is None:
-        raise EventFileError(f"{path}: unknown format {format!r}; known: {known_formats()}")
+        raise EventFileError(f"{path}: unknown format {format!r}; known: {_known_formats()}")
     if time_unit is not None and not spec.open_time_unit:
         raise EventFileError(f"{path}: {name} timestamps are µs by definition; time_unit applies to "
                              f"{', '.join(n for n, s in FORMATS.items() if s.open_time_unit)} only")
