@@ -21,6 +21,8 @@ without it a clear error says where to get it.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -49,6 +51,7 @@ EVT3_TIME_HIGH = 0x8  # word type of EVT 3.0's upper 12 time bits
 EVT3_LOOP_US = 1 << 24  # EVT 3.0's time base wraps after 24 bits of µs
 DAT_EVENT_TYPES = (0x00, 0x0C)  # 2D events (ATIS) and CD events (Metavision), both 8 bytes
 DAT_EVENT_BYTES = 8
+EVT2_SAFE_START = b"% evt 2.0\n% end\n" + (0x8 << 28).to_bytes(4, "little")  # header, then EVT_TIME_HIGH 0
 ECF_FILTER = 0x8ECF  # Prophesee's HDF5 filter id (36559)
 ECF_HELP = ("it needs Prophesee's ECF codec (HDF5 filter 0x8ECF), which hdf5plugin does not include: install the "
             "hdf5_ecf plugin (github.com/prophesee-ai/hdf5_ecf; also part of OpenEB and the Metavision SDK) and set "
@@ -135,25 +138,44 @@ def _stream(t_us: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, width
     return EventStream.from_arrays(t_us, x, y, p, width, height, source=str(path))
 
 
-def _expelliarmus(path: Path, encoding: str) -> np.ndarray:
-    """expelliarmus's structured array (t i64 µs, x/y i16, p u8) of a RAW EVT 2.0 or DAT file with data."""
-    suffix = ".dat" if encoding == "dat" else ".raw"
-    if path.suffix.lower() != suffix:  # expelliarmus refuses other names
-        raise EventFileError(f"{path}: expelliarmus reads {encoding.upper()} only from files named *{suffix}; "
-                             "rename the file (or link it under such a name)")
+def _run_expelliarmus(readable: Path, encoding: str, path: Path) -> np.ndarray:
     with library_errors(path, f"expelliarmus could not read the {encoding.upper()} data"):
-        table = Wizard(encoding=encoding, fpath=path).read()
+        table = Wizard(encoding=encoding, fpath=readable).read()
     if table is None:  # expelliarmus prints its own error and returns None
         raise EventFileError(f"{path}: expelliarmus could not decode the {encoding.upper()} data (corrupt file?)")
     return table
 
 
-def _decode_evt2(path: Path, data_bytes: int) -> tuple[np.ndarray, ...]:
+def _expelliarmus(path: Path, encoding: str, data_offset: int) -> np.ndarray:
+    """expelliarmus's structured array (t i64 µs, x/y i16, p u8) of a RAW EVT 2.0 or DAT file with data.
+
+    expelliarmus reads only files named ``*.raw`` / ``*.dat``, and takes every line starting with "%" for header,
+    even after ``% end``: EVT 2.0 data whose first byte is "%" (0x25: a TIME_HIGH or y value ending in 0x25)
+    makes it swallow events or, with no newline after, loop forever. Such files are read from a temporary
+    copy, named as it wants and, for data starting with "%", opened by ``% evt 2.0`` and an EVT_TIME_HIGH 0
+    word, where the decoder's time starts anyway.
+    """
+    suffix = ".dat" if encoding == "dat" else ".raw"
+    with path.open("rb") as source:
+        source.seek(data_offset)
+        starts_like_header = source.read(1) == b"%"
+    if path.suffix.lower() == suffix and not starts_like_header:
+        return _run_expelliarmus(path, encoding, path)
+    with tempfile.TemporaryDirectory() as folder, path.open("rb") as source:
+        readable = Path(folder) / f"events{suffix}"
+        with readable.open("wb") as target:
+            target.write(EVT2_SAFE_START if starts_like_header else source.read(data_offset))
+            source.seek(data_offset)
+            shutil.copyfileobj(source, target)
+        return _run_expelliarmus(readable, encoding, path)
+
+
+def _decode_evt2(path: Path, data_offset: int, data_bytes: int) -> tuple[np.ndarray, ...]:
     if data_bytes % 4:
         raise EventFileError(f"{path}: truncated: EVT 2.0 data is 32-bit words, {data_bytes} bytes is not whole words")
     if data_bytes == 0:
         return (np.zeros(0, np.int64),) * 4
-    table = _expelliarmus(path, "evt2")
+    table = _expelliarmus(path, "evt2", data_offset)
     return table["t"], table["x"], table["y"], table["p"]
 
 
@@ -195,10 +217,12 @@ def read_events_raw(path: str | Path, width: int | None = None, height: int | No
     if encoding not in RAW_ENCODINGS:
         raise EventFileError(f"{path}: {encoding.upper()} data is not supported (only EVT 2.0 and EVT 3.0)")
     width, height = sensor_size(_header_size(header, path), width, height, "sensor size in the header", str(path))
-    with path.open("rb") as file:
-        file.seek(header.data_offset)
-        data = file.read()
-    columns = _decode_evt2(path, len(data)) if encoding == "evt2" else _decode_evt3(path, data)
+    if encoding == "evt2":
+        columns = _decode_evt2(path, header.data_offset, path.stat().st_size - header.data_offset)
+    else:
+        with path.open("rb") as file:
+            file.seek(header.data_offset)
+            columns = _decode_evt3(path, file.read())
     return _stream(*columns, width, height, flip_polarity, path)
 
 
@@ -229,7 +253,7 @@ def read_events_dat(path: str | Path, width: int | None = None, height: int | No
     width, height = sensor_size(_header_size(header, path), width, height, "sensor size in the header", str(path))
     if data_bytes == 0:
         return EventStream.empty(width, height, source=str(path))
-    table = _expelliarmus(path, "dat")
+    table = _expelliarmus(path, "dat", header.data_offset)
     return _stream(table["t"], table["x"], table["y"], table["p"], width, height, flip_polarity, path)
 
 
