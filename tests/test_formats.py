@@ -380,6 +380,15 @@ def test_dat_with_and_without_size_fields(tmp_path: Path) -> None:
     assert_events(read_events(atis), events)
 
 
+def test_dat_timestamps_continue_past_the_32_bit_wrap(tmp_path: Path) -> None:
+    path = tmp_path / "long.dat"
+    path.write_bytes(dat_bytes([2**32 - 5, 2**32 + 3], [1, 2], [3, 4], [1, 0]))  # the file holds 4294967291, 3
+    assert read_events(path).t_us.tolist() == [2**32 - 5, 2**32 + 3]
+    path.write_bytes(dat_bytes([10, 4], [1, 2], [3, 4], [1, 0]))  # not a wrap: a step back
+    with pytest.raises(EventStreamError, match=r"long\.dat: timestamps are not sorted: event 1 has t=4 µs after t=10"):
+        read_events(path)
+
+
 @pytest.mark.parametrize(("content", "message"), [
     (dat_bytes([1], [1], [1], [1], event_size=16), r"holds events of type 0x0C, 16 bytes each"),
     (dat_bytes([1], [1], [1], [1], event_type=0x0E), r"holds events of type 0x0E"),

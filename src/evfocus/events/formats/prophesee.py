@@ -42,7 +42,7 @@ from evfocus.events.checks import (
     signed_polarity,
 )
 from evfocus.events.hdf5 import open_h5
-from evfocus.events.stream import EventStream
+from evfocus.events.stream import EventStream, EventStreamError
 
 HEADER_LIMIT = 1 << 20  # headers are a few hundred bytes: never read a whole recording looking for the end
 RAW_ENCODINGS = ("evt2", "evt3")
@@ -51,6 +51,7 @@ EVT3_TIME_HIGH = 0x8  # word type of EVT 3.0's upper 12 time bits
 EVT3_LOOP_US = 1 << 24  # EVT 3.0's time base wraps after 24 bits of µs
 DAT_EVENT_TYPES = (0x00, 0x0C)  # 2D events (ATIS) and CD events (Metavision), both 8 bytes
 DAT_EVENT_BYTES = 8
+DAT_WRAP_US = 1 << 32  # DAT timestamps are 32-bit µs
 EVT2_SAFE_START = b"% evt 2.0\n% end\n" + (0x8 << 28).to_bytes(4, "little")  # header, then EVT_TIME_HIGH 0
 ECF_FILTER = 0x8ECF  # Prophesee's HDF5 filter id (36559)
 ECF_HELP = ("it needs Prophesee's ECF codec (HDF5 filter 0x8ECF), which hdf5plugin does not include: install the "
@@ -231,7 +232,8 @@ def read_events_dat(path: str | Path, width: int | None = None, height: int | No
     """Prophesee DAT (``.dat``, through expelliarmus): header, then one byte event type (CD) and one byte event
     size (8), then 32-bit µs timestamps and 32-bit x (14 bits) / y (14 bits) / p (4 bits) words. Polarity
     1 = ON → +1; ``flip_polarity`` negates. Sensor size from ``% Width``/``% Height`` (or ``% geometry``), else
-    ``width``/``height``. Timestamps are 32-bit in the file: recordings longer than 71 min wrap.
+    ``width``/``height``. Timestamps are 32-bit in the file; expelliarmus continues them past each wrap
+    (71.6 min), and a step back in time is refused as unsorted.
     """
     path = Path(path)
     header = read_header(path)
@@ -254,7 +256,18 @@ def read_events_dat(path: str | Path, width: int | None = None, height: int | No
     if data_bytes == 0:
         return EventStream.empty(width, height, source=str(path))
     table = _expelliarmus(path, "dat", header.data_offset)
+    _refuse_steps_back(table["t"], path)
     return _stream(table["t"], table["x"], table["y"], table["p"], width, height, flip_polarity, path)
+
+
+def _refuse_steps_back(t_us: np.ndarray, path: Path) -> None:
+    """expelliarmus takes any decrease of DAT's 32-bit timestamps for a wrap and adds 2^32 µs. A true wrap steps
+    just past 2^32; a step back in time comes out as a jump of nearly 2^32 µs (71.6 min): refuse that."""
+    disguised = np.flatnonzero((np.diff(t_us >> 32) > 0) & (np.diff(t_us) >= DAT_WRAP_US // 2))
+    if disguised.size:
+        after = int(disguised[0]) + 1
+        raise EventStreamError(f"{path}: timestamps are not sorted: event {after} has t={t_us[after] % DAT_WRAP_US} "
+                               f"µs after t={t_us[after - 1] % DAT_WRAP_US} µs")
 
 
 def _require_codec(dataset: h5py.Dataset, path: Path) -> None:
