@@ -41,12 +41,13 @@ import torch
 from torch import Tensor
 
 from evfocus.config import load_config
-from evfocus.models.build import build_merge_net, build_refocus_net
+from evfocus.events.focal_stack import EventFocalStack
+from evfocus.models.registry import build_merge_net, build_refocus_net
 from evfocus.pipeline.aif import AIFPipeline, AIFResult
-from evfocus.pipeline.search import PatchGrid, patch_event_counts
+from evfocus.pipeline.search import PatchGrid
+from evfocus.pipeline.settings import pipeline_config
 from evfocus.sim.simulator import SweepSimulator
 from evfocus.sweep import Sweep
-from evfocus.training.aif_eval import build_pipeline_config
 
 STEPS = ("events", "search", "stack", "merge", "total")
 SIM_OVERRIDES = ["sim.event_model=ideal", "sim.ideal.threshold_range=[0.12,0.12]", "sim.event_response=linear"]
@@ -61,6 +62,12 @@ class TimedNet:
 
     def __getattr__(self, name: str) -> Any:  # e.g. encode_image, which the search uses when present
         return getattr(self.net, name)
+
+    def for_sweep(self, *args: Any, **options: Any) -> TimedNet:
+        """The net as fitted to one sweep (``EvRefocusNet.for_sweep``), still counted: the pipeline calls that."""
+        fitted = TimedNet(self.net.for_sweep(*args, **options), self.device)
+        fitted.calls = self.calls
+        return fitted
 
     def __call__(self, *inputs: Tensor, **options: Any) -> Any:
         start = time.perf_counter()
@@ -161,8 +168,8 @@ def to_coordinate(times_us: Tensor, counts: Tensor, t_start: float, t_end: float
 def agreement(batched: AIFResult, reference: AIFResult, sweep: Sweep, config: Any) -> dict:
     search = config.search
     schedule = sweep.schedule
-    counts = patch_event_counts(sweep.events, search.grid_size, schedule.t_start_us, schedule.t_end_us,
-                                config.efs_fine_bins)
+    counts = EventFocalStack.from_events(sweep.events, schedule.t_start_us, schedule.t_end_us, config.efs_fine_bins,
+                                         count_grid=search.grid_size).patch_counts
     searched = ~batched.search.low_event_mask.flatten().cpu().numpy()
     dt_us = (batched.search.times_us - reference.search.times_us).abs().flatten().cpu().numpy()
     coords = [to_coordinate(r.search.times_us, counts, schedule.t_start_us, schedule.t_end_us, search.domain)
@@ -289,8 +296,7 @@ def main() -> None:
     for domain in args.domains:
         configs = {}
         for mode in ("batched", "reference"):
-            config = build_pipeline_config(cfg.pipeline, cfg.data.num_bins, cfg.data.efs_fine_bins, sweep, mode,
-                                           device=device)
+            config = pipeline_config(cfg, sweep, device, mode)
             search = dataclasses.replace(config.search, domain=domain, tolerance_events=args.tolerance_events,
                                          min_events=args.min_events)
             configs[mode] = dataclasses.replace(config, search=search)

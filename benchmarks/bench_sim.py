@@ -42,8 +42,8 @@ import evfocus.sim.simulator as simulator_module
 from evfocus.config import load_config
 from evfocus.data.datamodule import SimulatedSweepDataModule
 from evfocus.data.simulated import SimulatedRefocusStream, derive_seed
-from evfocus.events.voxel import EventFocalStack
-from evfocus.models.build import build_refocus_net
+from evfocus.events.focal_stack import EventFocalStack
+from evfocus.models.registry import build_refocus_net
 from evfocus.sim.simulator import SweepSimulator
 from evfocus.training.losses import ReconstructionLoss
 

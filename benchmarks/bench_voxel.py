@@ -16,8 +16,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.stream import EventStream
-from evfocus.events.voxel import EventFocalStack, voxel_grid
+from evfocus.events.voxel import voxel_grid
 
 WIDTH, HEIGHT = 346, 260
 

@@ -13,13 +13,13 @@ import statistics
 
 import torch
 from omegaconf import OmegaConf
-from torchmetrics.functional.image import peak_signal_noise_ratio
 
+from evfocus.checkpoints import load_nets, load_stage_checkpoint
 from evfocus.data.simulated import build_eval_sweeps
+from evfocus.metrics import image_quality
 from evfocus.pipeline.aif import AIFPipeline
 from evfocus.pipeline.depth import depth_errors
-from evfocus.training.aif_eval import build_pipeline_config
-from evfocus.training.checkpoints import load_nets, load_stage_checkpoint
+from evfocus.pipeline.settings import pipeline_config
 
 
 def main() -> None:
@@ -40,14 +40,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for domain in ("time", "events"):
         for sharpness in ("variance", "gradient"):
-            settings = OmegaConf.merge(cfg.pipeline, {"search": {"domain": domain, "sharpness": sharpness}})
+            settings = OmegaConf.merge(cfg, {"pipeline": {"search": {"domain": domain, "sharpness": sharpness}}})
             psnr, identity, abs_rel, calls, seconds = [], [], [], [], []
             for sweep in sweeps:
-                config = build_pipeline_config(settings, cfg.data.num_bins, cfg.data.efs_fine_bins, sweep)
+                config = pipeline_config(settings, sweep)
                 result = AIFPipeline(refocus, merge, config)(sweep)
-                psnr.append(float(peak_signal_noise_ratio(result.aif[None].clamp(0, 1), sweep.aif[None],
-                                                          data_range=1.0)))
-                identity.append(float(peak_signal_noise_ratio(sweep.image[None], sweep.aif[None], data_range=1.0)))
+                psnr.append(image_quality(result.aif, sweep.aif)["psnr"])
+                identity.append(image_quality(sweep.image, sweep.aif)["psnr"])
                 abs_rel.append(depth_errors(result.depth_m, sweep.depth_m)["abs_rel"])
                 calls.append(result.num_refocus_calls)
                 seconds.append(result.seconds["total"])

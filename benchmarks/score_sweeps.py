@@ -23,15 +23,16 @@ from collections.abc import Iterator
 
 import torch
 from omegaconf import OmegaConf
-from torchmetrics.functional.image import peak_signal_noise_ratio
 
+from evfocus.checkpoints import load_nets, load_stage_checkpoint
+from evfocus.data.captures import list_captures, read_capture
 from evfocus.events.integration import EventIntegrator
-from evfocus.events.io import list_captures, read_capture
+from evfocus.metrics import image_quality
 from evfocus.pipeline.aif import AIFPipeline
 from evfocus.pipeline.depth import depth_scores
+from evfocus.pipeline.references import self_calibrated_integrator
+from evfocus.pipeline.settings import pipeline_config
 from evfocus.sweep import Sweep
-from evfocus.training.aif_eval import build_pipeline_config, self_calibrated_integrator
-from evfocus.training.checkpoints import load_nets, load_stage_checkpoint
 
 
 def sweeps_of(text: str, cfg, count: int) -> Iterator[Sweep]:
@@ -48,10 +49,6 @@ def sweeps_of(text: str, cfg, count: int) -> Iterator[Sweep]:
     simulator = SweepSimulator(sim_cfg, "test")
     for index in range(count):
         yield simulator.simulate(eval_sweep_seed(cfg.seed, "test", index))
-
-
-def psnr(image: torch.Tensor, truth: torch.Tensor) -> float:
-    return float(peak_signal_noise_ratio(image[None].clamp(0, 1), truth[None], data_range=1.0))
 
 
 def main() -> None:
@@ -72,15 +69,15 @@ def main() -> None:
     for text in args.input:
         scores = defaultdict(list)
         for sweep in sweeps_of(text, cfg, args.sim_sweeps):
-            config = build_pipeline_config(cfg.pipeline, cfg.data.num_bins, cfg.data.efs_fine_bins, sweep)
+            config = pipeline_config(cfg, sweep)
             methods = {"pipeline": (refocus, merge), "integration": (self_calibrated_integrator(sweep, "cpu"), None)}
             methods.update({f"integration c={c:g}": (EventIntegrator(c), None) for c in args.contrasts})
-            frame_psnr = psnr(sweep.image, sweep.aif)
+            frame_psnr = image_quality(sweep.image, sweep.aif)["psnr"]
             for method, (refocus_fn, merge_fn) in methods.items():
                 result = AIFPipeline(refocus_fn, merge_fn, config)(sweep, "cpu")
                 depth = depth_scores(result.depth_m, result.depth_confidence, sweep.depth_m)
-                row = (psnr(result.aif, sweep.aif) - frame_psnr, depth["abs_rel"], depth["abs_rel_confident"],
-                       depth["confident_fraction"], result.contrast)
+                gain = image_quality(result.aif, sweep.aif)["psnr"] - frame_psnr
+                row = (gain, depth["abs_rel"], depth["abs_rel_confident"], depth["confident_fraction"], result.contrast)
                 scores[method].append(row)
                 if args.per_sweep:
                     print_row(text, sweep.name, method, [row])

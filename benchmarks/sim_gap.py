@@ -17,10 +17,10 @@ import statistics
 
 import kornia
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from evfocus.config import load_config
-from evfocus.events.io import list_captures, read_capture
+from evfocus.data.captures import list_captures, read_capture
+from evfocus.metrics import image_quality
 from evfocus.sim.simulator import SweepSimulator
 from evfocus.sweep import Sweep
 
@@ -42,7 +42,7 @@ def statistics_of(sweep: Sweep) -> tuple[list[float], list[float]]:
     quarters = torch.histc((events.t_us.double() - sweep.schedule.t_start_us) / sweep.schedule.duration_us, 4, 0, 1)
     values = [len(events) / pixels, float((counts > 0).float().mean()), float((events.p > 0).float().mean()),
               float(gradient), float(torch.log(luma(sweep.aif) * 255 + 20).std()),
-              float(peak_signal_noise_ratio(sweep.image[None], sweep.aif[None], data_range=1.0))]
+              image_quality(sweep.image, sweep.aif)["psnr"]]
     return values, (quarters / quarters.sum()).tolist()
 
 

@@ -14,6 +14,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 
 from evfocus.config import ConfigError, load_config
+from evfocus.models.registry import check_model_name
 from evfocus.training.callbacks import NonFiniteLossError, RunInterrupted
 
 
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
+        check_model_name(cfg)
         if args.print_config:
             print(OmegaConf.to_yaml(cfg, resolve=True), end="")
             return 0

@@ -19,6 +19,7 @@ import torch
 from tiny import tiny_overrides
 
 from evfocus.config import load_config
+from evfocus.inference import run as inference_run
 from evfocus.training.run import train
 
 ROOT = Path(__file__).parents[1]
@@ -221,14 +222,14 @@ def test_a_failed_sweep_leaves_no_folder_and_keeps_the_earlier_output(runs, tmp_
         path.write_bytes(b"earlier " + path.name.encode())
     earlier = {path.name: path.read_bytes() for path in (out / "sim-test-2").iterdir()}
     (out / "sim-test-1").rename(out / "kept")  # sim-test-1 will be new, sim-test-2 has an earlier output
-    real_write_images = aif.write_images
+    real_write_images = inference_run.write_images
 
     def write_then_fail(folder: Path, sweep, result) -> None:
         real_write_images(folder, sweep, result)  # aif.png, depth.* and weights.png are on disk
         if sweep.name == "sim-test-2":
             raise OSError("disk full")
 
-    monkeypatch.setattr(aif, "write_images", write_then_fail)
+    monkeypatch.setattr(inference_run, "write_images", write_then_fail)
     with pytest.raises(OSError, match="disk full"):
         aif.main(args)
     assert sorted(path.name for path in out.iterdir()) == ["kept", "sim-test-1", "sim-test-2"]  # no partial folder

@@ -8,8 +8,8 @@ import torch
 from test_aif_cli import load_aif_module
 from tiny import tiny_overrides
 
+from evfocus.checkpoints import CheckpointError, load_stage_checkpoint
 from evfocus.config import ConfigError, load_config
-from evfocus.training.checkpoints import CheckpointError, load_stage_checkpoint
 from evfocus.training.csv_history import checkpoint_log_step
 from evfocus.training.run import train
 from evfocus.training.stages import build_stage

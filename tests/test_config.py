@@ -61,14 +61,31 @@ def test_broken_interpolation_names_key_and_file(tmp_path):
     assert load_config(None, ["data.val_sweeps=${data.test_sweeps}"]).data.val_sweeps == 16
 
 
-def test_print_config_reports_a_broken_interpolation(capsys):
+def load_train_cli():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("train_cli", Path(__file__).parents[1] / "src" / "train.py")
     train_cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_cli)
-    assert train_cli.main(["--config", str(CONFIGS[0]), "--print-config", "run_name=${nope}"]) == 2
+    return train_cli
+
+
+def test_print_config_reports_a_broken_interpolation(capsys):
+    assert load_train_cli().main(["--config", str(CONFIGS[0]), "--print-config", "run_name=${nope}"]) == 2
     assert "key 'run_name': Interpolation key 'nope' not found" in capsys.readouterr().err
+
+
+def test_model_name_must_name_a_registered_network(capsys):
+    from evfocus.models.registry import MODELS, build_refocus_net, check_model_name
+
+    message = r"model\.name: 'nope' is not one of \['evrefocusnet'\]"
+    cfg = load_config(None, ["model.name=nope"])  # the schema cannot see the registry: checked when built
+    with pytest.raises(ConfigError, match=message):
+        check_model_name(cfg)
+    assert load_train_cli().main(["--config", str(CONFIGS[0]), "--print-config", "model.name=nope"]) == 2
+    assert "model.name: 'nope' is not one of ['evrefocusnet']" in capsys.readouterr().err
+    for name in MODELS:
+        assert build_refocus_net(load_config(None, [f"model.name={name}"])) is not None
 
 
 @pytest.mark.parametrize("override, message", [
@@ -181,13 +198,20 @@ def test_config_is_read_only():
 def test_scene_schema_mirrors_scene_config_fields_and_defaults():
     import dataclasses
 
-    from evfocus.config import SCENE_PER_SWEEP_FIELDS
-    from evfocus.sim.scene import SceneConfig
+    from evfocus.sim.scene import PER_SWEEP_FIELDS, SceneConfig
 
     cfg = load_config(None)
-    expected = {f.name: f.default for f in dataclasses.fields(SceneConfig) if f.name not in SCENE_PER_SWEEP_FIELDS}
+    expected = {f.name: f.default for f in dataclasses.fields(SceneConfig) if f.name not in PER_SWEEP_FIELDS}
     assert dict(cfg.sim.scene) == expected
     assert {"min_size_fraction", "max_size_fraction", "max_feather_px"} <= set(cfg.sim.scene)
+
+
+def test_ideal_event_model_defaults_are_the_models_own():
+    from evfocus.sim.dvs import IdealParams
+
+    ideal = load_config(None).sim.ideal
+    for name in ("threshold_sigma", "refractory_us", "shot_noise_hz", "leak_hz"):
+        assert ideal[name] == getattr(IdealParams, name), name
 
 
 @pytest.mark.parametrize("override, field, value", [

@@ -57,7 +57,7 @@ def textured_sweep(num_frames: int = 24, size: int = 32, seed: int = 0) -> tuple
 
 
 def expected_voltage(frames: torch.Tensor, times_us: torch.Tensor, p: VoltmeterParams) -> np.ndarray:
-    """Σ μ·Δt per pixel from the FACTS.md drift formula (NumPy, float64)."""
+    """Σ μ·Δt per pixel from the drift formula in ``VoltmeterParams``' docstring (NumPy, float64)."""
     grey = frames.double().numpy()
     dt = np.diff(times_us.numpy()).astype(np.float64)[:, None, None]
     mean = 0.5 * (grey[1:] + grey[:-1])

@@ -38,8 +38,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from evfocus.data.captures import read_capture
 from evfocus.events.formats import read_events
-from evfocus.events.io import EventFileError, read_capture, read_events_h5, read_events_npy
+from evfocus.events.io import EventFileError, read_events_h5, read_events_npy
 from evfocus.events.stream import EventStream, EventStreamError
 
 # a numerical warning (an overflowing cast, NaN in a comparison) is a bad number slipping through: fail on it

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.integration import EventIntegrator, fit_contrast, integrate_events
 from evfocus.events.stream import EventStream
-from evfocus.events.voxel import EventFocalStack
 from evfocus.pipeline.search import SearchConfig, focus_search
 
 LOG_EPS = 1e-3

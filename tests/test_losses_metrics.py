@@ -7,9 +7,9 @@ import pytest
 import torch
 from torchvision.models import alexnet
 
-from evfocus.training import metrics as metrics_module
+from evfocus import metrics as metrics_module
+from evfocus.metrics import ImageQualityMetrics, lpips_backbone_available, lpips_backbone_path
 from evfocus.training.losses import ReconstructionLoss
-from evfocus.training.metrics import ImageQualityMetrics, lpips_backbone_available, lpips_backbone_path
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision AlexNet_Weights.IMAGENET1K_V1
 

@@ -6,9 +6,9 @@ import torch.nn.functional as F
 
 from evfocus.config import load_config
 from evfocus.data.stack_samples import in_focus_frames, stack_samples
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.integration import EventIntegrator, integrate_events
 from evfocus.events.stream import EventStream
-from evfocus.events.voxel import EventFocalStack
 from evfocus.optics import FocusSchedule
 from evfocus.pipeline.aif import AIFPipeline, PipelineConfig, cluster_times, merge_events, refocus_stack, run_tiled
 from evfocus.pipeline.search import SearchConfig

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import kornia
 import numpy as np
@@ -13,18 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
+from evfocus.events.focal_stack import EventFocalStack, cumulative_segments, interpolate_cumulative
 from evfocus.events.stream import EventStream
-from evfocus.events.voxel import EventFocalStack
-from evfocus.pipeline.search import (
-    GOLDEN_RATIO,
-    PatchGrid,
-    SearchConfig,
-    focus_search,
-    patch_event_counts,
-    patch_sharpness,
-    sample_cumulative,
-    segments_from_cumulative,
-)
+from evfocus.pipeline.search import GOLDEN_RATIO, PatchGrid, SearchConfig, focus_search, patch_sharpness
 
 HEIGHT, WIDTH, GRID, MARGIN = 36, 44, 4, 3
 NUM_FINE_BINS, NUM_BINS = 64, 4
@@ -34,19 +24,12 @@ IMAGE_TIME_US = T_START_US + 300_000.0
 US_PER_NODE = DURATION_US / NUM_FINE_BINS
 
 
-@dataclass
-class StandInStack:
-    """Every pixel's cumulative signed count rises by one per fine bin, so S(t) encodes t exactly."""
-
-    cumulative: Tensor
-    t_start_us: float = T_START_US
-    t_end_us: float = T_END_US
-    num_fine_bins: int = NUM_FINE_BINS
-
-
-def ramp_stack() -> StandInStack:
+def ramp_stack(counts: Tensor | None = None) -> EventFocalStack:
+    """Every pixel's cumulative signed count rises by one per fine bin, so S(t) encodes t exactly;
+    ``counts`` stand in for the per-patch event counts."""
     ramp = torch.arange(NUM_FINE_BINS + 1, dtype=torch.float32)
-    return StandInStack(ramp[:, None, None].expand(-1, HEIGHT, WIDTH).contiguous())
+    return EventFocalStack(ramp[:, None, None].expand(-1, HEIGHT, WIDTH).contiguous(), int(T_START_US), int(T_END_US),
+                           patch_counts=counts)
 
 
 def scene(peaks_us: Tensor, seed: int = 0) -> Tensor:
@@ -99,12 +82,12 @@ def config(**overrides) -> SearchConfig:
 # ---------------------------------------------------------------------------------------- helpers
 @settings(max_examples=20, deadline=None)
 @given(st.integers(0, 2**31 - 1))
-def test_sample_cumulative_matches_per_pixel_interp(seed: int) -> None:
+def test_interpolate_cumulative_matches_per_pixel_interp(seed: int) -> None:
     gen = torch.Generator().manual_seed(seed)
     cumulative = torch.randn(3, 9, 2, 3, generator=gen).cumsum(dim=1)
     node_pos = torch.rand(5, 4, generator=gen, dtype=torch.float64) * 12 - 2  # some outside [0, 8]
     crop_index = torch.randint(0, 3, (5,), generator=gen)
-    got = sample_cumulative(cumulative, node_pos, crop_index)
+    got = interpolate_cumulative(cumulative, node_pos, crop_index)
     nodes = np.arange(9)
     for m in range(5):
         for y in range(2):
@@ -118,11 +101,11 @@ def test_segments_telescope_and_flip_sign_backwards() -> None:
     cumulative = torch.randn(1, NUM_FINE_BINS + 1, 3, 3, generator=gen).cumsum(dim=1)
     t0 = torch.tensor([T_START_US + 0.2 * DURATION_US, T_START_US + 0.7 * DURATION_US], dtype=torch.float64)
     t1 = torch.tensor([T_START_US + 0.9 * DURATION_US, T_START_US + 0.1 * DURATION_US], dtype=torch.float64)
-    forward = segments_from_cumulative(cumulative, T_START_US, T_END_US, t0, t1, 5)
-    backward = segments_from_cumulative(cumulative, T_START_US, T_END_US, t1, t0, 5)
+    forward = cumulative_segments(cumulative, T_START_US, T_END_US, t0, t1, 5)
+    backward = cumulative_segments(cumulative, T_START_US, T_END_US, t1, t0, 5)
     assert forward.shape == (2, 5, 3, 3)
     torch.testing.assert_close(forward, -backward.flip(1), rtol=1e-5, atol=1e-5)
-    ends = sample_cumulative(cumulative, torch.stack([t0, t1], dim=1).sub(T_START_US) / US_PER_NODE)
+    ends = interpolate_cumulative(cumulative, torch.stack([t0, t1], dim=1).sub(T_START_US) / US_PER_NODE)
     torch.testing.assert_close(forward.sum(dim=1), ends[:, 1] - ends[:, 0], rtol=1e-5, atol=1e-5)
 
 
@@ -138,7 +121,7 @@ def test_patch_crops_tile_the_image_exactly_once() -> None:
                                                   left - MARGIN:left - MARGIN + grid.crop_size[1]])
 
 
-def test_patch_event_counts_match_a_loop() -> None:
+def test_patch_counts_match_a_loop() -> None:
     gen = torch.Generator().manual_seed(2)
     n = 3000
     on_nodes = T_START_US + torch.arange(NUM_FINE_BINS + 1) * US_PER_NODE  # edge cases, t_end included
@@ -146,8 +129,8 @@ def test_patch_event_counts_match_a_loop() -> None:
     t_us = torch.cat([spread, on_nodes.long()]).sort()[0]
     x, y = torch.randint(0, WIDTH, (n,), generator=gen), torch.randint(0, HEIGHT, (n,), generator=gen)
     p = torch.randint(0, 2, (n,), generator=gen) * 2 - 1
-    events = EventStream.from_arrays(t_us, x, y, p, WIDTH, HEIGHT)
-    counts = patch_event_counts(events, GRID, T_START_US, T_END_US, NUM_FINE_BINS)
+    events = EventStream.from_arrays(t_us, x, y, p, WIDTH, HEIGHT).time_slice(int(T_START_US), int(T_END_US) + 1)
+    counts = EventFocalStack.from_events(events, int(T_START_US), int(T_END_US), NUM_FINE_BINS, GRID).patch_counts
     boxes = PatchGrid.build(HEIGHT, WIDTH, GRID, 0).boxes.tolist()
     nodes_us = T_START_US + np.arange(NUM_FINE_BINS + 1) * US_PER_NODE
     for patch, (top, left, h, w) in enumerate(boxes):
@@ -167,16 +150,16 @@ def random_on_events(n: int, seed: int) -> EventStream:
 def test_helpers_agree_with_the_event_focal_stack() -> None:
     """With ON events only, a patch's summed signed cumulative is its unsigned count curve."""
     events = random_on_events(5000, seed=8)
-    efs = EventFocalStack.from_events(events, int(T_START_US), int(T_END_US), NUM_FINE_BINS)
-    counts = patch_event_counts(events, GRID, T_START_US, T_END_US, NUM_FINE_BINS)
+    efs = EventFocalStack.from_events(events, int(T_START_US), int(T_END_US), NUM_FINE_BINS, count_grid=GRID)
+    counts = efs.patch_counts
     crops = PatchGrid.build(HEIGHT, WIDTH, GRID, 0).crop(efs.cumulative, "zeros")
     torch.testing.assert_close(crops.sum(dim=(2, 3)).double(), counts)
     window = (5, 7, 11, 13)
     t0 = torch.tensor([IMAGE_TIME_US, IMAGE_TIME_US], dtype=torch.float64)
     t1 = torch.tensor([T_START_US + 12_345.0, T_END_US - 6_789.0], dtype=torch.float64)
     top, left, h, w = window
-    ours = segments_from_cumulative(efs.cumulative[None, :, top:top + h, left:left + w], T_START_US, T_END_US,
-                                    t0, t1, NUM_BINS)
+    ours = cumulative_segments(efs.cumulative[None, :, top:top + h, left:left + w], T_START_US, T_END_US,
+                               t0, t1, NUM_BINS)
     torch.testing.assert_close(ours, efs.segments(t0, t1, NUM_BINS, window))
 
 
@@ -269,7 +252,7 @@ def test_event_domain_brackets_the_peak_in_events(mode: str) -> None:
     fraction = torch.linspace(0, 1, NUM_FINE_BINS + 1, dtype=torch.float64)
     counts = totals[:, None] * fraction**2  # events arrive ever faster: the two domains differ
     cfg = config(domain="events", tolerance_events=500.0, min_events=2_000)
-    result = focus_search(scene(peaks), IMAGE_TIME_US, ramp_stack(), contrast_refocus, cfg, counts, mode)
+    result = focus_search(scene(peaks), IMAGE_TIME_US, ramp_stack(counts), contrast_refocus, cfg, mode)
     nodes_us = T_START_US + np.arange(NUM_FINE_BINS + 1) * US_PER_NODE
     for patch in range(GRID * GRID):
         def count_at(t_us: float, patch: int = patch) -> float:
@@ -285,7 +268,7 @@ def test_low_event_patches_keep_the_image_time() -> None:
     quiet = torch.tensor([0, 7, 15])
     counts[quiet] = torch.linspace(0, 1_999, NUM_FINE_BINS + 1, dtype=torch.float64)
     cfg = config(min_events=2_000)
-    result = focus_search(scene(random_peaks(7)), IMAGE_TIME_US, ramp_stack(), contrast_refocus, cfg, counts)
+    result = focus_search(scene(random_peaks(7)), IMAGE_TIME_US, ramp_stack(counts), contrast_refocus, cfg)
     low = result.low_event_mask.flatten()
     assert low.nonzero()[:, 0].tolist() == quiet.tolist()
     assert (result.times_us.flatten()[low] == IMAGE_TIME_US).all()
@@ -309,11 +292,11 @@ def test_bad_configuration_raises(kwargs: dict, message: str) -> None:
 
 def test_bad_inputs_raise() -> None:
     image = scene(random_peaks(0))
-    with pytest.raises(ValueError, match="event_counts"):
+    with pytest.raises(ValueError, match="patch_counts"):
         focus_search(image, IMAGE_TIME_US, ramp_stack(), contrast_refocus, config(domain="events"))
     with pytest.raises(ValueError, match="outside the sweep"):
         focus_search(image, T_START_US - 1, ramp_stack(), contrast_refocus, config(min_events=0))
     with pytest.raises(ValueError, match=r"\(P, K\+1\)"):
-        focus_search(image, IMAGE_TIME_US, ramp_stack(), contrast_refocus, config(), uniform_counts()[:3])
+        focus_search(image, IMAGE_TIME_US, ramp_stack(uniform_counts()[:3]), contrast_refocus, config())
     with pytest.raises(ValueError, match="refocus returned shape"):
         focus_search(image, IMAGE_TIME_US, ramp_stack(), lambda im, ev: im[:, :1], config(min_events=0))

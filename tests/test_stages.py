@@ -8,10 +8,10 @@ import torch
 from tiny import tiny_overrides
 from torch.utils.data import default_collate
 
+from evfocus.checkpoints import CheckpointError, load_stage_checkpoint, resolve_checkpoint
 from evfocus.config import ConfigError, load_config
 from evfocus.data.stack_samples import stack_samples
 from evfocus.sim.simulator import SweepSimulator
-from evfocus.training.checkpoints import CheckpointError, load_stage_checkpoint, resolve_checkpoint
 from evfocus.training.run import train
 from evfocus.training.stack_module import StackModule
 from evfocus.training.stages import build_stage
@@ -134,8 +134,8 @@ def test_checkpoint_errors_name_the_problem(tmp_path, chain):
 
 
 def test_checkpoints_from_before_the_event_gain_still_load(tmp_path, chain):
-    from evfocus.models.build import build_refocus_net
-    from evfocus.training.checkpoints import load_weights
+    from evfocus.checkpoints import load_weights
+    from evfocus.models.registry import build_refocus_net
 
     _, results = chain
     source = resolve_checkpoint(Path(results["quickstart"]["run_dir"]))

@@ -8,9 +8,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evfocus.events import voxel
+from evfocus.events import binning
+from evfocus.events.binning import EventRepresentationError
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.stream import EventStream
-from evfocus.events.voxel import EventFocalStack, EventRepresentationError, equal_count_stack, voxel_grid
+from evfocus.events.voxel import equal_count_stack, voxel_grid
 
 WIDTH, HEIGHT = 7, 5
 
@@ -119,7 +121,7 @@ def test_voxel_property_reference_and_mass(num_bins: int, rows: list[tuple[int, 
     rows = sorted(rows)
     events = make_events(*zip(*rows, strict=True))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(voxel, "CHUNK_EVENTS", 7)  # several chunks, some sharing a bin
+        patch.setattr(binning, "CHUNK_EVENTS", 7)  # several chunks, some sharing a bin
         grid = voxel_grid(events, num_bins).numpy()
     np.testing.assert_allclose(grid, voxel_reference(events, num_bins), atol=1e-5)
     mass = np.zeros((HEIGHT, WIDTH))
@@ -142,7 +144,7 @@ def test_voxel_errors() -> None:
 @pytest.mark.parametrize("chunk_events", [1, 13, 999])
 def test_chunked_scatter_matches_references(monkeypatch: pytest.MonkeyPatch, chunk_events: int) -> None:
     """Streams longer than a processing chunk: chunk edges inside a bin, a bin spanning chunks."""
-    monkeypatch.setattr(voxel, "CHUNK_EVENTS", chunk_events)
+    monkeypatch.setattr(binning, "CHUNK_EVENTS", chunk_events)
     events = random_events(np.random.default_rng(chunk_events), 1000, 100, 1100)
     np.testing.assert_allclose(voxel_grid(events, 6).numpy(), voxel_reference(events, 6), atol=1e-4)
     stack = EventFocalStack.from_events(events, 100, 1100, 10)

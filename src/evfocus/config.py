@@ -8,20 +8,22 @@ the key and the file it came from. ``trainer`` is the one free-form section: it 
 ``lightning.Trainer`` unchanged, after its names and values are checked against the Trainer's
 signature (``evfocus.trainer_options``). Every ``${...}`` interpolation is resolved at load time,
 so a broken one stops here, naming its key and the file that set it.
+
+Every layer of the package reads this module, so it imports none of them (docs/architecture.md):
+where a setting mirrors a class elsewhere (``sim.scene.SceneConfig`` extends ``SceneSettings``), the
+other side imports this one.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from evfocus.sim import scene as scene_module
-from evfocus.sim.dvs import IdealParams
 from evfocus.trainer_options import TrainerOptionError, check_trainer_options
 
 # Each stage (the LightningModules of training/stages.py) → the validation metrics it logs, which
@@ -40,30 +42,41 @@ class ConfigError(ValueError):
 
 
 # ----------------------------------------------------------------------------- schema
-# ``sim.scene`` mirrors ``evfocus.sim.scene.SceneConfig`` (the one place that holds the fields, their
-# defaults, units and checks): every field of it except ``near_m``/``far_m``, which each sweep draws from
-# ``sim.near_m_range``/``sim.far_m_range``. ``min_layers``/``max_layers`` count the *occluding* layers
-# drawn on top of the always-present opaque background (which is not counted), so 0 is valid: a sweep
-# of the background alone. ``validate`` runs SceneConfig's own checks and names the failing key.
-SCENE_PER_SWEEP_FIELDS = ("near_m", "far_m")
+@dataclass
+class SceneSettings:
+    """sim.scene: ranges for random layered scenes (``sim.scene.sample_scene`` draws them).
+
+    ``min_layers``/``max_layers`` count the *occluding* layers drawn on top of the always-present opaque
+    background (which is not counted), so 0 is valid: a sweep of the background alone. The focus range
+    is not here: each sweep draws it from ``sim.near_m_range``/``sim.far_m_range``.
+    """
+
+    min_layers: int = 2
+    max_layers: int = 6
+    slant_probability: float = 0.3
+    min_size_fraction: float = 0.1  # occluder radius / min(H, W)
+    max_size_fraction: float = 0.45
+    max_feather_px: float = 2.0  # largest Gaussian sigma softening an occluder's edge
 
 
-def _scene_schema() -> type:
-    hints = get_type_hints(scene_module.SceneConfig)
-    schema = make_dataclass(
-        "SceneConfig",
-        [(f.name, hints[f.name], field(default=f.default))
-         for f in fields(scene_module.SceneConfig) if f.name not in SCENE_PER_SWEEP_FIELDS],
-    )
-    schema.__module__ = __name__
-    schema.__doc__ = (
-        "sim.scene: random layered scenes; fields and defaults of evfocus.sim.scene.SceneConfig except "
-        "near_m/far_m (drawn per sweep). min_layers/max_layers count occluders; the background is excluded."
-    )
-    return schema
-
-
-SceneConfig = _scene_schema()
+def check_scene_settings(settings: Any, where: str) -> None:
+    """Raise ValueError naming ``where.<field>`` when scene settings (the config section or
+    ``sim.scene.SceneConfig``, which extends them) are out of range."""
+    for name in (f.name for f in fields(SceneSettings)):
+        value = getattr(settings, name)
+        if not math.isfinite(value):
+            raise ValueError(f"{where}.{name} must be finite, got {value}")
+    if settings.min_layers < 0:
+        raise ValueError(f"{where}.min_layers must be >= 0, got {settings.min_layers}")
+    if settings.max_layers < settings.min_layers:
+        raise ValueError(f"{where}.max_layers={settings.max_layers} < min_layers={settings.min_layers}")
+    if not 0.0 <= settings.slant_probability <= 1.0:
+        raise ValueError(f"{where}.slant_probability must be in [0, 1], got {settings.slant_probability}")
+    if not 0.0 < settings.min_size_fraction <= settings.max_size_fraction:
+        raise ValueError(f"{where}: need 0 < min_size_fraction <= max_size_fraction, got "
+                         f"{settings.min_size_fraction}, {settings.max_size_fraction}")
+    if settings.max_feather_px < 0:
+        raise ValueError(f"{where}.max_feather_px must be >= 0, got {settings.max_feather_px}")
 
 
 @dataclass
@@ -74,13 +87,13 @@ class VoltmeterConfig:
 
 @dataclass
 class IdealConfig:
-    """The ideal event model's draws: a threshold range per sweep, the rest as ``IdealParams``."""
+    """The ideal event model's draws: a threshold range per sweep, the rest as ``sim.dvs.IdealParams``."""
 
     threshold_range: list[float] = field(default_factory=lambda: [0.15, 0.35])
-    threshold_sigma: float = IdealParams.threshold_sigma
-    refractory_us: int = IdealParams.refractory_us
-    shot_noise_hz: float = IdealParams.shot_noise_hz
-    leak_hz: float = IdealParams.leak_hz
+    threshold_sigma: float = 0.03  # these four: the defaults of sim.dvs.IdealParams (a test keeps them equal)
+    refractory_us: int = 0
+    shot_noise_hz: float = 0.0
+    leak_hz: float = 0.0
 
 
 @dataclass
@@ -99,7 +112,7 @@ class SimConfig:
     voltmeter: VoltmeterConfig = field(default_factory=VoltmeterConfig)
     ideal: IdealConfig = field(default_factory=IdealConfig)
     image_noise_std: float = 0.005
-    scene: SceneConfig = field(default_factory=SceneConfig)
+    scene: SceneSettings = field(default_factory=SceneSettings)
 
 
 @dataclass
@@ -125,7 +138,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "evrefocusnet"
+    name: str = "evrefocusnet"  # a network of models.registry.MODELS (checked when the stage is built)
     width: int = 16
     depth: int = 3
     norm: str = "group"
@@ -189,13 +202,15 @@ class MergeModelConfig:
 
 @dataclass
 class SearchSettings:
-    """Golden-section focus search (pipeline/search.py); tolerances scale with each sweep."""
+    """Golden-section focus search (pipeline/search.py); pipeline/settings.py scales it to each sweep."""
 
     grid_size: int = 8
     margin_px: int = 8
     domain: str = "time"
     sharpness: str = "variance"
-    tolerance_fraction: float = 0.015625  # time domain: bracket tolerance as a fraction of the sweep
+    # the search's resolution as a fraction of the sweep: the time domain's bracket tolerance and, in both
+    # domains, the separation below which found times are one slice (the reference: 1/64)
+    tolerance_fraction: float = 0.015625
     # event domain: bracket tolerance in events of the patch (None: tolerance_fraction of the mean
     # events per patch; the reference uses 1000 at ~15 k events per patch)
     tolerance_events: float | None = None
@@ -259,7 +274,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "monitor_mode": ("min", "max"),
     "sim.event_model": ("voltmeter", "ideal"),
     "sim.event_response": ("linear", "gamma", "random"),
-    "model.name": ("evrefocusnet",),
     "model.contrast": (None, "prior", "learned"),
     "model.norm": ("group", "batch", "none"),
     "optim.scheduler": ("cosine", "step", "none"),
@@ -414,10 +428,9 @@ def validate(cfg: DictConfig) -> None:
             f"{cfg.sim.height}x{cfg.sim.width} (sim.height x sim.width)"
         )
     try:
-        scene_config(cfg.sim)
-    except scene_module.SceneConfigError as error:  # SceneConfig's own message, with the config key
-        message = str(error).replace("SceneConfig.", "sim.scene.").replace("SceneConfig:", "sim.scene:")
-        raise ConfigError(message) from None
+        check_scene_settings(cfg.sim.scene, "sim.scene")
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     for key in ("pipeline.search.tolerance_events", "pipeline.search.max_crops_per_call", "pipeline.slices_per_batch",
                 "pipeline.tile_px"):
         value = OmegaConf.select(cfg, key)
@@ -434,13 +447,6 @@ def validate(cfg: DictConfig) -> None:
     except TrainerOptionError as error:
         raise ConfigError(str(error)) from None
     _check_finite(values, "")
-
-
-def scene_config(sim_cfg: Any) -> scene_module.SceneConfig:
-    """The ``SceneConfig`` for the ``sim`` section; ``near_m``/``far_m`` keep placeholders until a sweep's draw."""
-    values = {f.name: getattr(sim_cfg.scene, f.name) for f in fields(scene_module.SceneConfig)
-              if f.name not in SCENE_PER_SWEEP_FIELDS}
-    return scene_module.SceneConfig(**values)
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

@@ -1,1 +1,1 @@
-"""data."""
+"""Sweeps as data: capture folders, simulated training samples and eval sweeps, the DataModule."""

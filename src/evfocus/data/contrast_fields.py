@@ -7,8 +7,8 @@ import torch
 from torch import Tensor
 
 from evfocus.events.contrast import estimate_contrast
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.integration import fit_contrast
-from evfocus.events.voxel import EventFocalStack
 from evfocus.sweep import Sweep
 
 TARGET_RANGE = (0.01, 1.0)  # a sweep whose events do not help at all fits c ≈ 0: no useful target

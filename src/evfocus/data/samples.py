@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from evfocus.data.contrast_fields import sweep_contrast_fields
-from evfocus.events.voxel import EventFocalStack
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.sim.simulator import add_camera_noise
 from evfocus.sweep import Sweep
 

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from evfocus.data.contrast_fields import sweep_contrast_fields
 from evfocus.data.samples import Sample, crop_window, random_flip
-from evfocus.events.voxel import EventFocalStack
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.optics import FocusSchedule
 from evfocus.sweep import Sweep
 

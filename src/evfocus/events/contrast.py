@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from evfocus.events.voxel import EventFocalStack
+from evfocus.events.focal_stack import EventFocalStack
 
 CANDIDATES = tuple(float(c) for c in torch.logspace(-2, 0, 21, dtype=torch.float64))
 KINKS = torch.logspace(-2.5, 0, 200, dtype=torch.float64)

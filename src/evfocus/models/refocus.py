@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from evfocus.events.contrast import estimate_contrast
-from evfocus.events.voxel import SWEEP_CONTEXT_BINS, EventFocalStack
+from evfocus.events.focal_stack import SWEEP_CONTEXT_BINS, EventFocalStack
 from evfocus.models.blocks import ConvNormAct, DualEncoder, FusionDecoder, Norm, ResidualBlock, pad_to_multiple
 
 

@@ -1,1 +1,1 @@
-"""pipeline."""
+"""Search → focal stack → merge → depth, and the settings that drive them; never imports training/."""

@@ -1,14 +1,15 @@
 """Search → focal stack → merge: one sweep in, an all-in-focus image and a depth map out.
 
-The steps of ARCHITECTURE.md (method 2–3) as plain functions over tensors, so the test step of
-every training stage, ``src/aif.py`` and the benchmarks run the very same code:
+The method (docs/architecture.md) as plain functions over tensors, so the test step of every training
+stage, ``src/aif.py`` and the benchmarks run the very same code:
 
-1. ``focus_search`` finds each patch's sharpest moment (batched golden section).
-2. ``cluster_times`` folds the N×N found times into at most ``max_slices`` distinct slice times
-   (the reference refocuses once per patch, duplicates included: 64 full-image passes).
-3. ``refocus_stack`` refocuses the whole frame at every slice time (batched, tiled when large).
-4. ``merge_events`` cuts the events of a window around each slice time for the merge net.
-5. A merge (EvMergeNet, or the Sobel-energy reference) weights the slices per pixel.
+1. ``find_slices``: ``focus_search`` finds each patch's sharpest moment (batched golden section), and
+   ``cluster_times`` folds the N×N found times into at most ``max_slices`` distinct slice times (the
+   reference refocuses once per patch, duplicates included: 64 full-image passes). The joint stage
+   asks the same function for the slices of each training crop.
+2. ``refocus_stack`` refocuses the whole frame at every slice time (batched, tiled when large).
+3. ``merge_events`` cuts the events of a window around each slice time for the merge net.
+4. A merge (EvMergeNet, or the Sobel-energy reference) weights the slices per pixel.
 
 ``mode="reference"`` keeps the reference's costs for benchmarking: sequential search probing both
 interior points, one slice per patch (no clustering) and one full-image refocus call per slice.
@@ -24,11 +25,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from evfocus.events.voxel import EventFocalStack
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.models.merge import MergeOutput, gradient_energy_merge
 from evfocus.optics import FocusSchedule
 from evfocus.pipeline.depth import depth_confidence, patch_depth_map, regularise_depth, weighted_depth_map
-from evfocus.pipeline.search import RefocusFn, SearchConfig, SearchResult, focus_search, patch_event_counts
+from evfocus.pipeline.search import RefocusFn, SearchConfig, SearchResult, focus_search
 from evfocus.sweep import Sweep
 
 MergeFn = Callable[[Tensor, Tensor], MergeOutput]  # (stack (N,S,C,H,W), events (N,S,B,H,W)) → output
@@ -37,7 +38,7 @@ PipelineMode = Literal["batched", "reference"]
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Everything the pipeline needs besides the nets.
+    """Everything the pipeline needs besides the nets (``pipeline.settings.pipeline_config`` builds it).
 
     ``merge_window_fraction``: the merge net sees the events within ± this fraction of the sweep
     around each slice time (the reference uses ±sweep/64). ``tile_px``: full-image nets run on
@@ -82,6 +83,8 @@ class AIFResult:
     weights: Tensor  # (S, H, W), sum to 1 per pixel
     stack: Tensor  # (S, C, H, W): the frame refocused at each slice time
     search: SearchResult
+    focal_stack: EventFocalStack  # the sweep's events as the pipeline read them (on its device)
+    refocus: RefocusFn  # the refocus function as fitted to this sweep (e.g. at its estimated contrast)
     seconds: dict[str, float] = field(default_factory=dict)
     num_refocus_calls: int = 0
     contrast: float | None = None  # the event contrast the refocus function used, when it estimated one
@@ -123,6 +126,21 @@ def cluster_times(times_us: Tensor, max_slices: int, min_separation_us: float) -
             break
         means = updated
     return means[torch.bincount(nearest, minlength=max_slices) > 0].sort().values
+
+
+def find_slices(image: Tensor, image_time_us: float, focal_stack: EventFocalStack, refocus: RefocusFn,
+                search: SearchConfig, max_slices: int, mode: PipelineMode = "batched") -> tuple[SearchResult, Tensor]:
+    """The focal stack's slice times (S,) µs for ``image`` (C, H, W), taken at ``image_time_us``, and the
+    search that found them.
+
+    Each patch's sharpest moment comes from ``focus_search``; times closer than the search's resolution
+    (``search.tolerance_us``) are one slice, and at most ``max_slices`` remain (``cluster_times``). In
+    ``mode="reference"`` every patch keeps its own slice, duplicates included, as the reference does.
+    """
+    found = focus_search(image, image_time_us, focal_stack, refocus, search, mode=mode)
+    if mode == "reference":
+        return found, found.times_us.flatten().to(torch.float64)
+    return found, cluster_times(found.times_us, max_slices, search.tolerance_us)
 
 
 def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -210,25 +228,18 @@ class AIFPipeline:
         events = sweep.events.to(device)
         image = sweep.image.to(device)
         focal_stack = EventFocalStack.from_events(events, schedule.t_start_us, schedule.t_end_us,
-                                                  cfg.efs_fine_bins)
-        counts = patch_event_counts(events, cfg.search.grid_size, schedule.t_start_us, schedule.t_end_us,
-                                    cfg.efs_fine_bins)
+                                                  cfg.efs_fine_bins, count_grid=cfg.search.grid_size)
         for_sweep = getattr(self.refocus, "for_sweep", None)
         refocus = self.refocus if for_sweep is None else for_sweep(image, focal_stack, float(sweep.image_time_us))
         seconds["events"] = _lap(started, device)
 
         mark = time.perf_counter()
-        search = focus_search(image, float(sweep.image_time_us), focal_stack, refocus, cfg.search,
-                              event_counts=counts, mode=cfg.mode)
+        search, slice_times = find_slices(image, float(sweep.image_time_us), focal_stack, refocus, cfg.search,
+                                          cfg.max_slices, cfg.mode)
         seconds["search"] = _lap(mark, device)
 
         mark = time.perf_counter()
-        if cfg.mode == "reference":  # one full-image pass per patch time, one at a time
-            slice_times, slices_per_batch = search.times_us.flatten().to(torch.float64), 1
-        else:
-            separation = _separation_us(cfg.search, search, schedule.duration_us)
-            slice_times = cluster_times(search.times_us, cfg.max_slices, separation)
-            slices_per_batch = cfg.slices_per_batch
+        slices_per_batch = 1 if cfg.mode == "reference" else cfg.slices_per_batch  # the reference: one at a time
         stack, calls = refocus_stack(refocus, image, sweep.image_time_us, focal_stack, slice_times,
                                      cfg.search.num_bins, slices_per_batch, cfg.tile_px, cfg.tile_overlap_px)
         seconds["stack"] = _lap(mark, device)
@@ -251,7 +262,8 @@ class AIFPipeline:
         seconds["total"] = _lap(started, device)
         return AIFResult(aif=aif, depth_m=depth, depth_confidence=confidence, patch_depth_m=patch_depth,
                          slice_times_us=slice_times, weights=weights, stack=stack, search=search,
-                         seconds=seconds, num_refocus_calls=search.num_refocus_calls + calls,
+                         focal_stack=focal_stack, refocus=refocus, seconds=seconds,
+                         num_refocus_calls=search.num_refocus_calls + calls,
                          contrast=getattr(refocus, "contrast", None))
 
 
@@ -278,13 +290,6 @@ def _merge_joined(merge: MergeFn, stack: Tensor, events: Tensor) -> Tensor:
     """Merge output as one tensor (N, C+S, H, W), so ``run_tiled`` can stitch image and weights."""
     output = merge(stack, events)
     return torch.cat([output.image, output.weights], dim=1)
-
-
-def _separation_us(search_cfg: SearchConfig, search: SearchResult, duration_us: float) -> float:
-    """The search's resolution in µs: found times closer than this are the same slice."""
-    if search_cfg.domain == "time":
-        return search_cfg.tolerance_us
-    return duration_us / 64.0
 
 
 def _lap(mark: float, device: torch.device) -> float:

@@ -8,7 +8,7 @@ interior point, which the golden ratio makes possible. ``mode="reference"`` keep
 procedure, sharing every helper, so the two can be benchmarked side by side.
 
 Events reach the refocus network as the segment image-time → probe-time at ``num_bins`` bins, cut
-from a per-patch crop of the sweep's cumulative event tensor (see ``sample_cumulative``).
+from a per-patch crop of the sweep's cumulative event tensor (``events.focal_stack.cumulative_segments``).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from evfocus.events.stream import EventStream
+from evfocus.events.focal_stack import EventFocalStack, cumulative_segments, grid_edges
 from evfocus.golden import GOLDEN_RATIO
 
 Domain = Literal["time", "events"]
@@ -32,78 +32,7 @@ SearchMode = Literal["batched", "reference"]
 RefocusFn = Callable[[Tensor, Tensor], Tensor]
 
 
-class CumulativeEvents(Protocol):
-    """What the search needs of an ``EventFocalStack``: the cumulative signed events at K+1 nodes."""
-
-    cumulative: Tensor  # (K+1, H, W): cumulative[k] = Σ polarity of events with t < τ_k
-    t_start_us: float
-    t_end_us: float
-    num_fine_bins: int
-
-
-# ---------------------------------------------------------------------------------------- events
-def sample_cumulative(cumulative: Tensor, node_pos: Tensor, crop_index: Tensor | None = None) -> Tensor:
-    """Linearly interpolate cumulative event maps at fractional node positions, one time row per crop.
-
-    ``cumulative`` is (R, K+1, h, w): R crops (or one shared window, R=1) of the cumulative tensor.
-    ``node_pos`` is (M, Q) in node units (τ_k ↦ k); positions outside [0, K] clamp, which is exact
-    because no events exist outside the sweep. ``crop_index`` (M,) says which crop row each query
-    reads (default: row m for query m, or row 0 for all when R == 1). Returns (M, Q, h, w).
-
-    This gathers along K only what is asked for, so it is meant to serve both the search (per-patch
-    crops, per-patch times) and ``EventFocalStack.segments`` (one window, R=1).
-    """
-    if cumulative.ndim != 4:
-        raise ValueError(f"cumulative must be (R, K+1, h, w), got shape {tuple(cumulative.shape)}")
-    if node_pos.ndim != 2:
-        raise ValueError(f"node_pos must be (M, Q), got shape {tuple(node_pos.shape)}")
-    num_crops, num_nodes = cumulative.shape[:2]
-    if num_nodes < 2:
-        raise ValueError(f"cumulative needs at least 2 nodes (K >= 1), got {num_nodes}")
-    if crop_index is None:
-        if num_crops not in (1, node_pos.shape[0]):
-            raise ValueError(f"{node_pos.shape[0]} queries but {num_crops} crops: pass crop_index")
-        crop_index = torch.arange(node_pos.shape[0], device=node_pos.device) % num_crops
-    pos = node_pos.clamp(0, num_nodes - 1)
-    lower = pos.floor().long().clamp(max=num_nodes - 2)
-    frac = (pos - lower).to(cumulative.dtype)[..., None, None]
-    rows = crop_index[:, None]
-    below = cumulative[rows, lower]
-    return below + frac * (cumulative[rows, lower + 1] - below)
-
-
-def segments_from_cumulative(
-    cumulative: Tensor,
-    t_start_us: float,
-    t_end_us: float,
-    t0_us: Tensor,
-    t_us: Tensor,
-    num_bins: int,
-    crop_index: Tensor | None = None,
-) -> Tensor:
-    """Signed events of each segment t0 → t at ``num_bins`` equal bins: (M, B, h, w).
-
-    ``cumulative`` (R, K+1, h, w) has nodes evenly spaced over [t_start_us, t_end_us]; ``t0_us`` and
-    ``t_us`` are (M,). For t < t0 the bins run backwards in time and flip sign, as refocusing to an
-    earlier moment needs. Times are kept in float64 so absolute µs timestamps lose nothing.
-    """
-    if num_bins < 1:
-        raise ValueError(f"num_bins must be >= 1, got {num_bins}")
-    if t_end_us <= t_start_us:
-        raise ValueError(f"empty sweep: t_start_us={t_start_us}, t_end_us={t_end_us}")
-    steps = torch.linspace(0.0, 1.0, num_bins + 1, dtype=torch.float64, device=t_us.device)
-    t0 = t0_us.to(torch.float64)[:, None]
-    times_us = t0 + (t_us.to(torch.float64)[:, None] - t0) * steps
-    node_pos = (times_us - t_start_us) * ((cumulative.shape[1] - 1) / (t_end_us - t_start_us))
-    return torch.diff(sample_cumulative(cumulative, node_pos, crop_index), dim=1)
-
-
 # ---------------------------------------------------------------------------------------- patches
-def patch_edges(size_px: int, grid_size: int) -> Tensor:
-    """Integer edges (grid_size+1,) splitting ``size_px`` into near-equal parts (sizes differ by ≤1)."""
-    return torch.arange(grid_size + 1, dtype=torch.int64) * size_px // grid_size
-
-
 @dataclass(frozen=True)
 class PatchGrid:
     """An N×N tiling of the image plus, per patch, a crop with ``margin_px`` of context on each side.
@@ -127,7 +56,7 @@ class PatchGrid:
                              "(patches would be empty)")
         if margin_px < 0:
             raise ValueError(f"margin_px must be >= 0, got {margin_px}")
-        rows, cols = patch_edges(height, grid_size), patch_edges(width, grid_size)
+        rows, cols = grid_edges(height, grid_size), grid_edges(width, grid_size)
         top, left = torch.meshgrid(rows[:-1], cols[:-1], indexing="ij")
         box_h, box_w = torch.meshgrid(torch.diff(rows), torch.diff(cols), indexing="ij")
         boxes = torch.stack([top, left, box_h, box_w], dim=-1).reshape(-1, 4)
@@ -169,35 +98,6 @@ class PatchGrid:
         return (inside_rows[:, :, None] & inside_cols[:, None, :]).float()[:, None]
 
 
-def patch_event_counts(
-    events: EventStream, grid_size: int, t_start_us: float, t_end_us: float, num_fine_bins: int
-) -> Tensor:
-    """Cumulative unsigned event count per patch at the K+1 sweep nodes: (P, K+1) float64.
-
-    ``counts[p, k]`` = events of patch p with t_start ≤ t < τ_k, the last node also counting t = t_end
-    (the binning of ``EventFocalStack``); one bincount over patch × fine bin. The event-domain search
-    reads each patch's count as a monotone clock.
-    """
-    if num_fine_bins < 1:
-        raise ValueError(f"num_fine_bins must be >= 1, got {num_fine_bins}")
-    if t_end_us <= t_start_us:
-        raise ValueError(f"empty sweep: t_start_us={t_start_us}, t_end_us={t_end_us}")
-    grid = PatchGrid.build(events.height, events.width, grid_size, 0)
-    device = events.device
-    row_edges = patch_edges(events.height, grid_size)[1:-1].to(device)
-    col_edges = patch_edges(events.width, grid_size)[1:-1].to(device)
-    patch = (torch.bucketize(events.y, row_edges.to(events.y.dtype), right=True) * grid_size
-             + torch.bucketize(events.x, col_edges.to(events.x.dtype), right=True))
-    # Multiply before dividing: exact for integer µs, so events on a node fall in the later bin.
-    fine_bin = torch.floor((events.t_us.double() - t_start_us) * num_fine_bins / (t_end_us - t_start_us))
-    keep = (fine_bin >= 0) & (events.t_us <= t_end_us)
-    fine_bin = fine_bin.clamp(max=num_fine_bins - 1)  # events at t_end join the last bin
-    flat = patch[keep].long() * num_fine_bins + fine_bin[keep].long()
-    per_bin = torch.bincount(flat, minlength=grid.num_patches * num_fine_bins)
-    per_bin = per_bin.reshape(grid.num_patches, num_fine_bins).double()
-    return F.pad(per_bin.cumsum(dim=1), (1, 0))
-
-
 # ---------------------------------------------------------------------------------------- sharpness
 def patch_sharpness(images: Tensor, mask: Tensor, kind: SharpnessKind) -> Tensor:
     """Sharpness (M,) of the grey image inside ``mask`` (M, 1, h, w).
@@ -219,7 +119,12 @@ def patch_sharpness(images: Tensor, mask: Tensor, kind: SharpnessKind) -> Tensor
 # ---------------------------------------------------------------------------------------- config
 @dataclass(frozen=True)
 class SearchConfig:
-    """How to search. The tolerance that applies is the one in the chosen domain's unit."""
+    """How to search (``pipeline.settings.search_config`` builds it from the config for one sweep).
+
+    The bracket tolerance that applies is the one in the chosen domain's unit; ``tolerance_us`` is also
+    the search's resolution in time in either domain: found times closer than it are one slice.
+    ``tolerance_events`` may be None in the time domain, which does not use it.
+    """
 
     num_bins: int
     grid_size: int = 8
@@ -227,7 +132,7 @@ class SearchConfig:
     domain: Domain = "time"
     sharpness: SharpnessKind = "variance"
     tolerance_us: float = 20_000.0
-    tolerance_events: float = 1_000.0
+    tolerance_events: float | None = 1_000.0
     max_iters: int = 30
     min_events: int = 2_000
     max_crops_per_call: int | None = None  # None: all open patches in one network call
@@ -237,8 +142,10 @@ class SearchConfig:
             raise ValueError(f"domain must be 'time' or 'events', got {self.domain!r}")
         if self.sharpness not in ("variance", "gradient"):
             raise ValueError(f"sharpness must be 'variance' or 'gradient', got {self.sharpness!r}")
+        if self.domain == "events" and self.tolerance_events is None:
+            raise ValueError("the event domain needs tolerance_events")
         for name in ("tolerance_us", "tolerance_events"):
-            if not getattr(self, name) > 0:
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_crops_per_call is not None and self.max_crops_per_call < 1:
             raise ValueError(f"max_crops_per_call must be >= 1 or None, got {self.max_crops_per_call}")
@@ -279,7 +186,7 @@ def counts_to_time_us(counts: Tensor, num_events: Tensor, t_start_us: float, t_e
 class _Prober:
     """Refocuses chosen patches at chosen search coordinates, scores them and records every probe."""
 
-    def __init__(self, image: Tensor, image_time_us: float, focal_stack: CumulativeEvents,
+    def __init__(self, image: Tensor, image_time_us: float, focal_stack: EventFocalStack,
                  refocus: RefocusFn, grid: PatchGrid, config: SearchConfig, counts: Tensor | None,
                  max_probes: int) -> None:
         self.image_crops = grid.crop(image, "replicate")
@@ -310,8 +217,8 @@ class _Prober:
         """Sharpness (M,) of patches ``patch_index`` (M,) refocused at search coordinates ``coord``."""
         t_us = self.to_time_us(patch_index, coord)
         t0_us = torch.full_like(t_us, self.image_time_us)
-        events = segments_from_cumulative(self.cumulative_crops, self.t_start_us, self.t_end_us, t0_us,
-                                          t_us, self.config.num_bins, crop_index=patch_index)
+        events = cumulative_segments(self.cumulative_crops, self.t_start_us, self.t_end_us, t0_us, t_us,
+                                     self.config.num_bins, crop_index=patch_index)
         # Big batches of small crops run slower per crop on a CPU (measured: 197 ms per 49x60 crop in
         # one call of 64, 124 ms in calls of 8), so the caller may cap the crops per network call.
         refocused = torch.cat([self._refocus(index, events_chunk) for index, events_chunk
@@ -399,17 +306,17 @@ def _search_reference(prober: _Prober, lower: Tensor, upper: Tensor, open_: Tens
 def focus_search(
     image: Tensor,
     image_time_us: float,
-    focal_stack: CumulativeEvents,
+    focal_stack: EventFocalStack,
     refocus: RefocusFn,
     config: SearchConfig,
-    event_counts: Tensor | None = None,
     mode: SearchMode = "batched",
 ) -> SearchResult:
     """Find, per patch, the sweep time whose refocused patch is sharpest.
 
     ``image`` (C, H, W) in [0, 1] was taken at ``image_time_us``; ``refocus(images (M,C,h,w), events
-    (M,B,h,w))`` returns the crops refocused to the end of their event segments. ``event_counts``
-    (P, K+1), from ``patch_event_counts``, is needed for the event domain and for ``min_events``.
+    (M,B,h,w))`` returns the crops refocused to the end of their event segments. The event domain and
+    ``min_events`` read each patch's event count from ``focal_stack.patch_counts`` (build the stack with
+    ``count_grid=config.grid_size``).
     """
     if image.ndim != 3:
         raise ValueError(f"image must be (C, H, W), got shape {tuple(image.shape)}")
@@ -424,7 +331,7 @@ def focus_search(
     if mode not in ("batched", "reference"):
         raise ValueError(f"mode must be 'batched' or 'reference', got {mode!r}")
     grid = PatchGrid.build(image.shape[-2], image.shape[-1], config.grid_size, config.margin_px)
-    counts = _checked_counts(event_counts, config, grid.num_patches, cumulative.shape[0], image.device)
+    counts = _checked_counts(focal_stack.patch_counts, config, grid.num_patches, cumulative.shape[0], image.device)
 
     num_patches = grid.num_patches
     if config.domain == "time":
@@ -454,18 +361,18 @@ def focus_search(
     )
 
 
-def _checked_counts(event_counts: Tensor | None, config: SearchConfig, num_patches: int, num_nodes: int,
+def _checked_counts(patch_counts: Tensor | None, config: SearchConfig, num_patches: int, num_nodes: int,
                     device: torch.device) -> Tensor | None:
     """The per-patch cumulative counts as float64 on ``device``, after checking they fit the search."""
-    if event_counts is None:
+    if patch_counts is None:
         if config.domain == "events" or config.min_events > 0:
-            raise ValueError("event_counts (from patch_event_counts) are required for the event domain "
-                             "and for min_events > 0; pass them or set min_events=0")
+            raise ValueError("the event domain and min_events > 0 need the focal stack's patch_counts "
+                             "(EventFocalStack.from_events(..., count_grid=grid_size)); or set min_events=0")
         return None
-    if tuple(event_counts.shape) != (num_patches, num_nodes):
-        raise ValueError(f"event_counts must be (P, K+1) = {(num_patches, num_nodes)}, "
-                         f"got {tuple(event_counts.shape)}")
-    counts = event_counts.to(device=device, dtype=torch.float64)
+    if tuple(patch_counts.shape) != (num_patches, num_nodes):
+        raise ValueError(f"patch_counts must be (P, K+1) = {(num_patches, num_nodes)}, "
+                         f"got {tuple(patch_counts.shape)}")
+    counts = patch_counts.to(device=device, dtype=torch.float64)
     if bool((torch.diff(counts, dim=1) < 0).any()):
-        raise ValueError("event_counts must be cumulative (non-decreasing along K)")
+        raise ValueError("patch_counts must be cumulative (non-decreasing along K)")
     return counts

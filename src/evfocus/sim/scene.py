@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 import kornia
 import torch
 from torch import Tensor
 
+from evfocus.config import SceneSettings, check_scene_settings
 from evfocus.sim.textures import TextureBank, smooth_noise
 
 SHAPE_KINDS = ("ellipse", "rectangle", "polygon", "blob")
@@ -86,40 +88,35 @@ class Scene:
         return Scene([layer.to(device) for layer in self.layers])
 
 
-@dataclass(frozen=True)
-class SceneConfig:
-    """Ranges for random scenes. ``min_layers``/``max_layers`` count occluders on top of the background."""
+PER_SWEEP_FIELDS = ("near_m", "far_m")  # SceneConfig's fields that are not settings: each sweep draws them
 
-    min_layers: int = 2
-    max_layers: int = 6
+
+@dataclass
+class SceneConfig(SceneSettings):
+    """One sweep's scene ranges: the ``sim.scene`` settings (fields and defaults in ``config.SceneSettings``,
+    checked by ``config.check_scene_settings``) plus the focus range the occluders' depths are drawn in."""
+
     near_m: float = 0.3
     far_m: float = 5.0
-    slant_probability: float = 0.3
-    min_size_fraction: float = 0.1  # occluder radius / min(H, W)
-    max_size_fraction: float = 0.45
-    max_feather_px: float = 2.0  # largest Gaussian sigma softening an occluder's edge
 
     def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if not math.isfinite(value):
-                raise SceneConfigError(f"SceneConfig.{field.name} must be finite, got {value}")
-        if self.min_layers < 0:
-            raise SceneConfigError(f"SceneConfig.min_layers must be >= 0, got {self.min_layers}")
-        if self.max_layers < self.min_layers:
-            raise SceneConfigError(f"SceneConfig.max_layers={self.max_layers} < min_layers={self.min_layers}")
+        try:
+            check_scene_settings(self, "SceneConfig")
+        except ValueError as error:
+            raise SceneConfigError(str(error)) from None
+        for name in PER_SWEEP_FIELDS:
+            if not math.isfinite(getattr(self, name)):
+                raise SceneConfigError(f"SceneConfig.{name} must be finite, got {getattr(self, name)}")
         if self.near_m <= 0:
             raise SceneConfigError(f"SceneConfig.near_m must be positive (metres), got {self.near_m}")
         if self.far_m <= self.near_m:
             raise SceneConfigError(f"SceneConfig.far_m={self.far_m} must exceed near_m={self.near_m}")
-        if not 0.0 <= self.slant_probability <= 1.0:
-            raise SceneConfigError(f"SceneConfig.slant_probability must be in [0, 1], "
-                                   f"got {self.slant_probability}")
-        if not 0.0 < self.min_size_fraction <= self.max_size_fraction:
-            raise SceneConfigError(f"SceneConfig: need 0 < min_size_fraction <= max_size_fraction, got "
-                                   f"{self.min_size_fraction}, {self.max_size_fraction}")
-        if self.max_feather_px < 0:
-            raise SceneConfigError(f"SceneConfig.max_feather_px must be >= 0, got {self.max_feather_px}")
+
+    @classmethod
+    def from_settings(cls, settings: Any, **per_sweep: float) -> SceneConfig:
+        """The ``sim.scene`` section (or any object with its fields) as a SceneConfig; ``per_sweep`` sets
+        ``near_m``/``far_m`` (their defaults stand in until a sweep draws its own)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(SceneSettings)}, **per_sweep)
 
 
 def _uniform(generator: torch.Generator, low: float = 0.0, high: float = 1.0) -> float:

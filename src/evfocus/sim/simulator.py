@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from evfocus.config import scene_config
 from evfocus.events.stream import EventStream
 from evfocus.optics import FocusSchedule
 from evfocus.sim.dvs import IdealParams, sample_voltmeter_params, simulate_ideal, simulate_voltmeter
@@ -64,7 +63,7 @@ class SweepSimulator:
         self.cfg = sim_cfg
         self.split = split
         self.textures = TextureBank(split)
-        self.scene_cfg: SceneConfig = scene_config(sim_cfg)  # every sim.scene key; near/far are per sweep
+        self.scene_cfg = SceneConfig.from_settings(sim_cfg.scene)  # near/far: drawn per sweep
 
     def draw(self, generator: torch.Generator) -> SweepDraw:
         cfg = self.cfg

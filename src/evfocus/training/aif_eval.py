@@ -1,6 +1,6 @@
 """The whole all-in-focus task scored on fixed sweeps, for every stage's test step.
 
-Methods scored side by side on the same sweeps (ARCHITECTURE.md, method steps 2–3):
+Methods scored side by side on the same sweeps (docs/architecture.md, "The method"):
 
 - ``pipeline``: this stage's nets — search → stack → EvMergeNet (the refocus stage, which has no
   merge net, merges with Sobel energy, so its ``pipeline`` equals ``gradient_merge``);
@@ -21,49 +21,19 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torch import Tensor, nn
+from torch import nn
 
 from evfocus.data.simulated import EvalRefocusSet, build_eval_sweeps
-from evfocus.events.contrast import estimate_contrast
 from evfocus.events.integration import EventIntegrator, fit_contrast
-from evfocus.events.voxel import EventFocalStack
-from evfocus.pipeline.aif import AIFPipeline, AIFResult, MergeFn, PipelineConfig, PipelineMode, sobel_remerge
-from evfocus.pipeline.depth import depth_scores, normalised_diopter
-from evfocus.pipeline.search import RefocusFn, SearchConfig
+from evfocus.metrics import build_metrics
+from evfocus.pipeline.aif import AIFPipeline, AIFResult, MergeFn, sobel_remerge
+from evfocus.pipeline.depth import depth_scores
+from evfocus.pipeline.references import self_calibrated_integrator
+from evfocus.pipeline.search import RefocusFn
+from evfocus.pipeline.settings import pipeline_config
 from evfocus.sweep import Sweep
-from evfocus.training.metrics import build_metrics
 
 DEPTH_KEYS = ("abs_rel", "rmse_m", "rmse_diopter", "abs_rel_confident", "confident_fraction")
-SELF_CALIBRATION_BINS = 128  # time nodes of the focal stack the self-calibration reads
-
-
-# Batch sizes left unset pick per device: on a CPU, big batches of network inputs run slower per
-# item (benchmarks/RESULTS.md: 49x60 crops 197 ms each in calls of 64 vs 124 ms in calls of 8;
-# 260x346 frames 4.49 s each in a batch of 5 vs 2.95 s alone), on a GPU they fill the device.
-CPU_CROPS_PER_CALL, CPU_SLICES_PER_BATCH, GPU_SLICES_PER_BATCH = 8, 1, 8
-
-
-def build_pipeline_config(settings: DictConfig, num_bins: int, efs_fine_bins: int, sweep: Sweep,
-                          mode: PipelineMode = "batched", device: torch.device | str = "cpu") -> PipelineConfig:
-    """The pipeline settings for one sweep on ``device``: tolerances and event floors scale with the
-    sweep's size and length, unset batch sizes with the device."""
-    search = settings.search
-    on_cpu = torch.device(device).type == "cpu"
-    crops_per_call = search.max_crops_per_call or (CPU_CROPS_PER_CALL if on_cpu else None)
-    slices_per_batch = settings.slices_per_batch or (CPU_SLICES_PER_BATCH if on_cpu else GPU_SLICES_PER_BATCH)
-    patch_px = sweep.height * sweep.width / search.grid_size**2
-    tolerance_events = search.tolerance_events
-    if tolerance_events is None:
-        tolerance_events = max(1.0, search.tolerance_fraction * len(sweep.events) / search.grid_size**2)
-    search_config = SearchConfig(
-        num_bins=num_bins, grid_size=search.grid_size, margin_px=search.margin_px, domain=search.domain,
-        sharpness=search.sharpness, tolerance_us=search.tolerance_fraction * sweep.schedule.duration_us,
-        tolerance_events=tolerance_events, max_iters=search.max_iters, max_crops_per_call=crops_per_call,
-        min_events=round(search.min_events_per_px * patch_px),
-    )
-    return PipelineConfig(search=search_config, efs_fine_bins=efs_fine_bins, max_slices=settings.max_slices,
-                          merge_window_fraction=settings.merge_window_fraction,
-                          slices_per_batch=slices_per_batch, tile_px=settings.tile_px, mode=mode)
 
 
 def fit_integration_contrast(cfg: DictConfig) -> float:
@@ -113,9 +83,7 @@ class AIFEvaluator(nn.Module):
 
     def _pipeline(self, refocus: RefocusFn, merge: MergeFn | None, sweep: Sweep,
                   device: torch.device) -> AIFPipeline:
-        config = build_pipeline_config(self.cfg.pipeline, self.cfg.data.num_bins, self.cfg.data.efs_fine_bins,
-                                       sweep, device=device)
-        return AIFPipeline(refocus, merge, config)
+        return AIFPipeline(refocus, merge, pipeline_config(self.cfg, sweep, device))
 
     @torch.no_grad()
     def update(self, sweep: Sweep, refocus: RefocusFn, merge: MergeFn | None, device: torch.device) -> AIFResult:
@@ -177,14 +145,6 @@ class AIFEvaluator(nn.Module):
         self.contrasts = {name: [] for name in self.contrasts}
 
 
-def self_calibrated_integrator(sweep: Sweep, device: torch.device) -> EventIntegrator:
-    """Event integration at the contrast the sweep's own frame and events give (no ground truth)."""
-    schedule = sweep.schedule
-    focal_stack = EventFocalStack.from_events(sweep.events.to(device), schedule.t_start_us, schedule.t_end_us,
-                                              SELF_CALIBRATION_BINS)
-    return EventIntegrator(estimate_contrast(sweep.image.to(device), focal_stack, sweep.image_time_us).contrast)
-
-
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -199,20 +159,3 @@ def flat_scalars(summary: dict[str, Any], prefix: str) -> dict[str, float]:
         elif isinstance(value, int | float) and math.isfinite(value):
             flat[name] = float(value)
     return flat
-
-
-def aif_panel(sweep: Sweep, result: AIFResult) -> Tensor:
-    """input | AIF | ground truth | depth (turbo, near = warm) | slice index map, as one (3, H, 5·W) image."""
-    from evfocus.training.visualize import colour_map
-
-    image = sweep.image.float().cpu()
-    truth = sweep.aif.float().cpu() if sweep.aif is not None else torch.zeros_like(image)
-    depth = colour_map(normalised_diopter(result.depth_m.cpu(), sweep.schedule), "turbo")
-    slices = result.slice_index.float().cpu() / max(1, len(result.slice_times_us) - 1)
-    columns = [_rgb(image), _rgb(result.aif.float().cpu().clamp(0, 1)), _rgb(truth), depth,
-               colour_map(slices[None], "viridis")]
-    return torch.cat(columns, dim=-1)
-
-
-def _rgb(image: Tensor) -> Tensor:
-    return image.expand(3, -1, -1) if image.shape[0] == 1 else image

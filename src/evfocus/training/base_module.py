@@ -16,12 +16,13 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from evfocus.models.build import build_refocus_net
+from evfocus.metrics import ImageQualityMetrics, build_metrics
+from evfocus.models.registry import build_refocus_net
 from evfocus.sweep import Sweep
-from evfocus.training.aif_eval import AIFEvaluator, aif_panel, fit_integration_contrast, flat_scalars
+from evfocus.training.aif_eval import AIFEvaluator, fit_integration_contrast, flat_scalars
 from evfocus.training.callbacks import NonFiniteLossError
 from evfocus.training.losses import ReconstructionLoss
-from evfocus.training.metrics import ImageQualityMetrics, build_metrics
+from evfocus.visualize import aif_panel
 
 Batch = dict[str, Tensor]
 REFOCUS_PAIRS, SWEEPS = 0, 1

@@ -13,7 +13,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torchvision.utils import save_image
 
-from evfocus.training.visualize import refocus_panel
+from evfocus.visualize import refocus_panel
 
 
 class RunInterrupted(Exception):

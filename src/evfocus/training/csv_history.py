@@ -23,7 +23,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from evfocus.training.checkpoints import load_checkpoint_file
+from evfocus.checkpoints import load_checkpoint_file
 
 RESUMED_KEY = "resumed"
 

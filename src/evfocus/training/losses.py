@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from evfocus.training.metrics import (
+from evfocus.metrics import (
     as_rgb,
     check_image_pair,
     lpips_backbone_available,

@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import Tensor
 
+from evfocus.metrics import build_metrics
 from evfocus.training.base_module import Batch, StageModule
-from evfocus.training.metrics import build_metrics
 from evfocus.training.optim import build_optimizers
 
 

@@ -19,9 +19,9 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from evfocus.checkpoints import CheckpointError, load_stage_checkpoint
 from evfocus.config import ConfigError, to_container
 from evfocus.training.callbacks import DataEpoch, GracefulInterrupt, ImagePanels, PeriodicLastCheckpoint
-from evfocus.training.checkpoints import CheckpointError, load_stage_checkpoint
 from evfocus.training.csv_history import HistoryCSVLogger
 from evfocus.training.provenance import device_description, package_versions
 from evfocus.training.stages import build_stage

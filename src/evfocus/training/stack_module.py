@@ -14,18 +14,29 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from evfocus.events.voxel import EventFocalStack
-from evfocus.models.build import build_merge_net
+from evfocus.checkpoints import CheckpointError, load_stage_checkpoint, load_weights
+from evfocus.events.focal_stack import EventFocalStack, cumulative_segments
 from evfocus.models.merge import EvMergeNet, MergeOutput
-from evfocus.pipeline.aif import cluster_times
-from evfocus.pipeline.search import SearchConfig, focus_search, segments_from_cumulative
+from evfocus.models.registry import build_merge_net
+from evfocus.pipeline.aif import find_slices
+from evfocus.pipeline.settings import search_config
 from evfocus.sweep import Sweep
 from evfocus.training.aif_eval import AIFEvaluator
 from evfocus.training.base_module import Batch, StageModule
-from evfocus.training.checkpoints import CheckpointError, load_stage_checkpoint, load_weights
 from evfocus.training.optim import build_optimizers
+
+
+def crop_search_settings(cfg: DictConfig) -> DictConfig:
+    """``pipeline.search`` as the joint stage runs it on every training crop, once per crop per step:
+    on the oracle grid, at its own coarser tolerance, in time, with no event floor (a crop carries
+    signed counts only) and all patches in one network call."""
+    stack = cfg.stack
+    return OmegaConf.merge(cfg.pipeline.search, {
+        "grid_size": stack.oracle_grid, "tolerance_fraction": stack.search_tolerance_fraction, "domain": "time",
+        "min_events_per_px": 0.0, "max_crops_per_call": stack.oracle_grid**2})
 
 
 class StackModule(StageModule):
@@ -40,6 +51,7 @@ class StackModule(StageModule):
         if self.frozen_refocus:
             self.refocus_net.requires_grad_(False)
         self.val_evaluator = AIFEvaluator(self.cfg, integration_contrast=None, references=False)
+        self.crop_search = crop_search_settings(self.cfg)
 
     def _load_init_weights(self) -> None:
         stack = self.cfg.stack
@@ -87,7 +99,7 @@ class StackModule(StageModule):
         num, slices = slice_pos.shape
         crop = torch.arange(num, device=slice_pos.device).repeat_interleave(slices)
         t0 = batch["image_pos"].repeat_interleave(slices)
-        events = segments_from_cumulative(batch["cumulative"], 0.0, 1.0, t0, slice_pos.flatten(),
+        events = cumulative_segments(batch["cumulative"], 0.0, 1.0, t0, slice_pos.flatten(),
                                           self.cfg.data.num_bins, crop_index=crop)
         images = batch["image"][crop]
         log_contrast = self.log_contrast(batch, "image")
@@ -107,34 +119,33 @@ class StackModule(StageModule):
         half = self.cfg.pipeline.merge_window_fraction
         crop = torch.arange(num, device=slice_pos.device).repeat_interleave(slices)
         flat = slice_pos.flatten()
-        events = segments_from_cumulative(batch["cumulative"], 0.0, 1.0, (flat - half).clamp(0, 1),
+        events = cumulative_segments(batch["cumulative"], 0.0, 1.0, (flat - half).clamp(0, 1),
                                           (flat + half).clamp(0, 1), self.cfg.data.num_bins, crop_index=crop)
         events = events.reshape(num, slices, *events.shape[1:])
         return self.merge_net(stack, events, valid)
 
     @torch.no_grad()
     def _searched_slices(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """Run the focus search on every crop with the current refocus net → padded slice positions."""
-        search = self.cfg.pipeline.search
+        """The pipeline's slices of every crop with the current refocus net → padded slice positions.
+
+        A crop's sample keeps its times as fractions of its sweep (sweeps of any length batch together);
+        its focal stack converts them to µs and back (``EventFocalStack.time_us``/``fraction``).
+        """
         max_slices = batch["slice_pos"].shape[1]
         positions = torch.zeros_like(batch["slice_pos"])
         valid = torch.zeros_like(batch["valid"])
         was_training = self.refocus_net.training
         self.refocus_net.eval()
         for index in range(batch["image"].shape[0]):
-            duration_us = float(batch["duration_us"][index])
-            cumulative = batch["cumulative"][index]
-            focal_stack = EventFocalStack(cumulative, 0, round(duration_us))
-            config = SearchConfig(num_bins=self.cfg.data.num_bins, grid_size=self.cfg.stack.oracle_grid,
-                                  margin_px=search.margin_px, sharpness=search.sharpness,
-                                  tolerance_us=self.cfg.stack.search_tolerance_fraction * duration_us,
-                                  max_iters=search.max_iters, min_events=0)
-            refocus = self.refocus_net.for_sweep(batch["image"][index], focal_stack,
-                                                 float(batch["image_pos"][index]) * duration_us,
+            image = batch["image"][index]
+            focal_stack = EventFocalStack(batch["cumulative"][index], 0, round(float(batch["duration_us"][index])))
+            image_time_us = float(focal_stack.time_us(batch["image_pos"][index]))
+            search = search_config(self.crop_search, self.cfg.data.num_bins, image.shape[-2], image.shape[-1],
+                                   focal_stack.t_end_us - focal_stack.t_start_us, image.device)
+            refocus = self.refocus_net.for_sweep(image, focal_stack, image_time_us,
                                                  float(batch["prior_contrast"][index]))
-            found = focus_search(batch["image"][index], float(batch["image_pos"][index]) * duration_us,
-                                 focal_stack, refocus, config)
-            times = cluster_times(found.times_us, max_slices, config.tolerance_us) / duration_us
+            _, times_us = find_slices(image, image_time_us, focal_stack, refocus, search, max_slices)
+            times = focal_stack.fraction(times_us)
             positions[index, :len(times)] = times.to(positions.dtype)
             positions[index, len(times):] = batch["image_pos"][index]
             valid[index, :len(times)] = True

@@ -7,9 +7,10 @@ from collections.abc import Callable
 import lightning as L
 from omegaconf import DictConfig
 
+from evfocus.checkpoints import CheckpointError
 from evfocus.config import ConfigError, to_container
 from evfocus.data.datamodule import SimulatedSweepDataModule
-from evfocus.training.checkpoints import CheckpointError
+from evfocus.models.registry import check_model_name
 from evfocus.training.refocus_module import RefocusModule
 from evfocus.training.stack_module import StackModule
 
@@ -36,5 +37,8 @@ STAGE_BUILDERS: dict[str, Callable[[DictConfig], tuple[L.LightningModule, L.Ligh
 
 def build_stage(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
     """The stage's module and data; ``load_config`` accepts only the stages of ``config.STAGE_METRICS``,
-    which must be those built here (a test keeps the two lists equal)."""
+    which must be those built here (a test keeps the two lists equal). ``model.name`` is checked here, against
+    the network registry the schema cannot see (``config`` imports no other layer)."""
+    check_model_name(cfg)
     return STAGE_BUILDERS[cfg.stage](cfg)
+

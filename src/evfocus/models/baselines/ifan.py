@@ -19,7 +19,7 @@ Taken from the paper and the official architecture (codeslake/IFAN), with `width
 
 What differs and why:
 - **Separate vertical kernels.** The official IAC applies the first (horizontal) kernel twice and never
-  uses the second, so its filters are isotropic (FACTS: a bug the released weights carry). Here each
+  uses the second, so its filters are isotropic (a bug the released weights carry). Here each
   iteration applies its own horizontal then its own vertical kernel.
 - The defocus head outputs a *signed defocus* map at 1/8 resolution (`IFANOutput.defocus`). IFAN trains it
   as a dual-pixel disparity (the right view warped to the left by it); our simulator makes no dual-pixel

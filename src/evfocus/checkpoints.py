@@ -1,4 +1,8 @@
-"""Find and load stage checkpoints (a file, or a run folder → its best checkpoint) with clear errors."""
+"""Find and load stage checkpoints (a file, or a run folder → its best checkpoint) with clear errors.
+
+Inference, training and the benchmarks share it; it needs the config schema and the networks, never
+Lightning (a checkpoint is read as plain tensors and values, see ``load_checkpoint_file``).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,9 @@ from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from evfocus.config import ExperimentConfig
-from evfocus.models.build import build_merge_net, build_refocus_net
 from evfocus.models.merge import EvMergeNet
 from evfocus.models.refocus import EvRefocusNet
+from evfocus.models.registry import UnknownModelError, build_merge_net, build_refocus_net
 
 # how torch's weights-only unpickler names a callable or class it refused (anything else: a corrupt file)
 UNSAFE_OBJECT = re.compile(r"global|function|class|allowlisted", re.IGNORECASE)
@@ -125,6 +129,8 @@ def load_nets(checkpoint: StageCheckpoint) -> tuple[EvRefocusNet, EvMergeNet | N
         key = getattr(error, "full_key", None) or "?"
         raise CheckpointError(f"{checkpoint.path}: its saved config cannot build this version's nets "
                               f"(key '{key}': {str(error).splitlines()[0]}); saved by an older evfocus?") from None
+    except UnknownModelError as error:
+        raise CheckpointError(f"{checkpoint.path}: {error}; saved by another version of evfocus?") from None
     load_weights(refocus, checkpoint, "refocus_net.", "refocus net").eval()
     if merge is not None:
         load_weights(merge, checkpoint, "merge_net.", "merge net").eval()

@@ -1,0 +1,120 @@
+"""One sweep through a checkpoint's nets into its output folder: what ``src/aif.py`` does per input."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from evfocus.checkpoints import CheckpointError, StageCheckpoint, load_nets, load_stage_checkpoint
+from evfocus.config import ConfigError
+from evfocus.events.binning import EventRepresentationError
+from evfocus.events.io import EventFileError
+from evfocus.events.stream import EventStreamError
+from evfocus.inference.outputs import staged_folder, write_images
+from evfocus.inference.report import build_report, jsonable
+from evfocus.inference.sources import InputError, SweepSource
+from evfocus.inference.video import GIF_FRAME_MS, position_strip, refocus_frames, write_gif
+from evfocus.optics import OpticsError
+from evfocus.pipeline.aif import AIFPipeline, PipelineConfig
+from evfocus.pipeline.settings import pipeline_config
+from evfocus.sweep import Sweep, SweepError
+
+STAGES_WITH_REFOCUS = ("refocus", "merge", "joint")
+# Errors that mean "this input or checkpoint is unusable": reported in one line, never a traceback.
+INPUT_ERRORS = (InputError, CheckpointError, EventFileError, EventStreamError, EventRepresentationError, SweepError,
+                OpticsError, ConfigError)
+
+
+@dataclass
+class Model:
+    """The checkpoint's nets, in eval mode on the chosen device, plus what to report about them."""
+
+    checkpoint: StageCheckpoint
+    refocus: nn.Module
+    merge: nn.Module | None
+
+    @property
+    def merge_name(self) -> str:
+        return "EvMergeNet" if self.merge is not None else "sobel_energy"
+
+    def describe(self) -> dict[str, Any]:
+        note = None if self.merge is not None else "refocus-stage checkpoint: no merge net, Sobel-energy merge"
+        return {"path": str(self.checkpoint.path), "stage": self.checkpoint.stage, "merge": self.merge_name,
+                "note": note}
+
+
+def load_model(path: str, device: torch.device) -> Model:
+    """Refocus net (+ merge net for merge/joint stages) from a checkpoint or run folder."""
+    checkpoint = load_stage_checkpoint(path, STAGES_WITH_REFOCUS)
+    refocus, merge = load_nets(checkpoint)
+    return Model(checkpoint, refocus.to(device), merge.to(device) if merge is not None else None)
+
+
+def pick_device(name: str | None) -> torch.device:
+    """The requested device, checked now so a missing GPU fails before any work, not mid-sweep."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise InputError(f"--device {name!r} is not a torch device ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def with_pipeline_overrides(cfg: DictConfig, grid: int | None = None, max_slices: int | None = None,
+                            tile_px: int | None = None) -> DictConfig:
+    """The checkpoint's config with the command line's changes to its ``pipeline`` section (None: keep)."""
+    changed = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    for key, value in (("search.grid_size", grid), ("max_slices", max_slices), ("tile_px", tile_px)):
+        if value is not None:
+            OmegaConf.update(changed, f"pipeline.{key}", value)
+    return changed
+
+
+def sweep_pipeline_config(cfg: DictConfig, sweep: Sweep, device: torch.device) -> PipelineConfig:
+    """Per sweep, because tolerances and event floors scale with its size and duration."""
+    grid = cfg.pipeline.search.grid_size
+    if grid > min(sweep.height, sweep.width):
+        raise InputError(f"{sweep.name}: a {grid}x{grid} search grid does not fit its "
+                         f"{sweep.height}x{sweep.width} image (use a smaller --grid)")
+    return pipeline_config(cfg, sweep, device)
+
+
+def process(source: SweepSource, model: Model, cfg: DictConfig, out: Path, frames: int,
+            device: torch.device) -> dict[str, Any]:
+    """Read one sweep, run search → stack → merge, write its outputs to ``out/<name>/``; returns its report.
+
+    The folder appears only once all of its files are written (``outputs.staged_folder``); ``frames``
+    is the refocus GIF's length (0: no GIF).
+    """
+    started = time.perf_counter()
+    sweep = source.load()
+    config = sweep_pipeline_config(cfg, sweep, device)
+    seconds = {"load": time.perf_counter() - started}
+    result = AIFPipeline(model.refocus, model.merge, config)(sweep, device)
+    seconds.update(result.seconds)
+
+    schedule = sweep.schedule
+    gif_times = torch.linspace(schedule.t_start_us, schedule.t_end_us, frames, dtype=torch.float64)
+    with staged_folder(out / sweep.name) as folder:
+        if frames:
+            mark = time.perf_counter()
+            video = refocus_frames(result, sweep.image, sweep.image_time_us, gif_times, config)
+            seconds["refocus_gif"] = time.perf_counter() - mark
+            write_gif(folder / "refocus.gif", position_strip(video, gif_times, schedule))
+        mark = time.perf_counter()
+        write_images(folder, sweep, result)
+        seconds["write"] = time.perf_counter() - mark
+        gif = {"frames": frames, "frame_ms": GIF_FRAME_MS, "times_us": gif_times.tolist()}
+        report = build_report(sweep, source, result, config, model.describe(), gif, seconds, device)
+        (folder / "report.json").write_text(json.dumps(jsonable(report), indent=1, allow_nan=False))
+    return report

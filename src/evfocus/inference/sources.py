@@ -1,0 +1,130 @@
+"""What ``src/aif.py --input`` names → the sweeps to process, each read only when its turn comes.
+
+An input is a capture folder (every capture in it, or the ``--name`` ones), one capture's file
+(``ROOT/blurry/<name>.png``, ``ROOT/events/<name>.npy``, …) or ``sim:SEEDS`` (``sim:1``, ``sim:0-3``,
+``sim:1,5,7``): test-split sweeps of the checkpoint's own simulator, optionally at another size.
+Everything is checked up front, before any sweep is read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from evfocus.data.captures import list_captures, read_capture
+from evfocus.sim.simulator import SweepSimulator
+from evfocus.sweep import Sweep
+
+CAPTURE_SUBFOLDERS = ("blurry", "events", "meta", "aif", "depth")
+SIM_PATTERN = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
+
+class InputError(ValueError):
+    """A command-line input that names nothing usable (missing folder, unknown capture, bad option)."""
+
+
+@dataclass(frozen=True)
+class SweepSource:
+    """One sweep to process, read lazily so only one sweep's events sit in memory at a time."""
+
+    name: str
+    description: str
+    load: Callable[[], Sweep]
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """``1`` / ``0-3`` / ``1,5,7-9`` → seeds in the order given, duplicates dropped."""
+    if not SIM_PATTERN.fullmatch(spec):
+        raise InputError(f"--input sim:{spec}: expected seeds like sim:1, sim:0-3 or sim:1,5,7")
+    seeds: list[int] = []
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        first, last = int(low), int(high or low)
+        if last < first:
+            raise InputError(f"--input sim:{spec}: range {part} runs backwards")
+        seeds.extend(seed for seed in range(first, last + 1) if seed not in seeds)
+    return seeds
+
+
+def sim_sources(spec: str, cfg: DictConfig, size: tuple[int, int] | None) -> list[SweepSource]:
+    """Test-split sweeps of the checkpoint's simulator: the sweeps its own test step scored."""
+    sim_cfg = OmegaConf.create(OmegaConf.to_container(cfg.sim, resolve=True))
+    if size is not None:
+        sim_cfg.height, sim_cfg.width = size
+    simulator = SweepSimulator(sim_cfg, "test")
+    where = f"sim {sim_cfg.height}x{sim_cfg.width}"
+    return [SweepSource(f"sim-test-{seed}", f"{where} seed {seed}", lambda seed=seed: simulator.simulate(seed))
+            for seed in parse_seeds(spec)]
+
+
+def capture_source(root: Path, name: str) -> SweepSource:
+    return SweepSource(name, str(root / "blurry" / f"{name}.png"), lambda: read_capture(root, name))
+
+
+def folder_sources(root: Path, names: list[str] | None) -> tuple[list[SweepSource], list[str]]:
+    """A reference-layout folder's captures (all, or those among ``names``) and every name it holds."""
+    available = list_captures(root)
+    if not available:
+        raise InputError(f"{root}: no captures (no blurry/<name>.png with a matching events/<name>.npy)")
+    chosen = available if names is None else [name for name in names if name in available]
+    return [capture_source(root, name) for name in chosen], available
+
+
+def file_source(path: Path) -> SweepSource:
+    """``ROOT/<blurry|events|meta|aif|depth>/<name>.*`` → that capture of ROOT."""
+    if path.parent.name not in CAPTURE_SUBFOLDERS:
+        raise InputError(f"{path}: not a capture folder or a capture file (expected ROOT, ROOT/blurry/<name>.png, "
+                         "ROOT/events/<name>.npy or sim:SEEDS)")
+    root, name = path.parent.parent, path.stem
+    if name not in list_captures(root):
+        raise InputError(f"{path}: {root} has no capture '{name}' "
+                         f"(needs blurry/{name}.png and events/{name}.npy)")
+    return capture_source(root, name)
+
+
+def resolve_inputs(inputs: list[str], names: list[str] | None, cfg: DictConfig,
+                   sim_size: tuple[int, int] | None) -> list[SweepSource]:
+    """Every input → the sweeps to process, checked up front (names must not collide in the output folder)."""
+    sources: list[SweepSource] = []
+    folder_names: list[str] = []
+    if sim_size is not None and not any(text.startswith("sim:") for text in inputs):
+        raise InputError("--sim-size applies to sim: inputs, but no --input is one")
+    for text in inputs:
+        if text.startswith("sim:"):
+            sources.extend(sim_sources(text[4:], cfg, sim_size))
+            continue
+        path = Path(text)
+        if not path.exists():
+            raise InputError(f"--input {text}: no such file or folder")
+        if path.is_dir():
+            found, available = folder_sources(path, names)
+            sources.extend(found)
+            folder_names.extend(available)
+        else:
+            sources.append(file_source(path))
+    if names is not None:
+        _check_names(names, folder_names)
+    _check_unique(sources)
+    return sources
+
+
+def _check_names(names: list[str], folder_names: list[str]) -> None:
+    if not folder_names:
+        raise InputError("--name selects captures of folder inputs, but no --input is a folder")
+    unknown = [name for name in names if name not in folder_names]
+    if unknown:
+        shown = ", ".join(sorted(set(folder_names))[:10]) + (", ..." if len(set(folder_names)) > 10 else "")
+        raise InputError(f"no capture named {', '.join(unknown)} in the folder input(s) (available: {shown})")
+
+
+def _check_unique(sources: list[SweepSource]) -> None:
+    seen: dict[str, str] = {}
+    for source in sources:
+        if source.name in seen:
+            raise InputError(f"two inputs are both named '{source.name}' ({seen[source.name]} and "
+                             f"{source.description}); their outputs would overwrite each other")
+        seen[source.name] = source.description

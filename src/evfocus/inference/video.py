@@ -1,0 +1,67 @@
+"""The refocus video: the frame refocused at times spread over the sweep, written as a looping GIF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from evfocus.optics import FocusSchedule
+from evfocus.pipeline.aif import AIFResult, PipelineConfig, refocus_stack
+from evfocus.visualize import colour_map, to_uint8
+
+GIF_FRAME_MS = 80  # 12.5 frames/s: 32 frames loop in about 2.6 s
+MAX_GIF_FRAMES = 500
+
+
+@torch.no_grad()
+def refocus_frames(result: AIFResult, image: Tensor, image_time_us: float, times_us: Tensor,
+                   config: PipelineConfig) -> np.ndarray:
+    """The frame (C, H, W) refocused at each time (F,), batched and tiled like the stack: (F, H, W, 3) uint8.
+
+    It reuses what the pipeline built for this sweep (its focal stack, its refocus function at the
+    sweep's contrast), so the events are neither binned nor moved again. Chunks are converted to uint8
+    at once, so a long GIF of a large frame never holds F float images.
+    """
+    focal_stack = result.focal_stack
+    image = image.to(focal_stack.device)
+    frames = []
+    for chunk in times_us.to(focal_stack.device).split(config.slices_per_batch):
+        stack, _ = refocus_stack(result.refocus, image, image_time_us, focal_stack, chunk, config.search.num_bins,
+                                 config.slices_per_batch, config.tile_px, config.tile_overlap_px)
+        frames.append(to_uint8(stack))
+    return np.concatenate(frames)
+
+
+def position_strip(frames: np.ndarray, times_us: Tensor, schedule: FocusSchedule) -> np.ndarray:
+    """Frames with a strip underneath: its filled length and colour mark the sweep position.
+
+    It tells a viewer where in the sweep a frame sits, in the depth map's colours; it also keeps
+    consecutive GIF frames distinct (Pillow's GIF writer drops a frame identical to the previous
+    one, which would shorten the video where a patch of the sweep has no events).
+    """
+    count, height, width = frames.shape[:3]
+    strip = np.full((count, max(3, height // 60), width, 3), 40, dtype=np.uint8)
+    fraction = ((times_us.double() - schedule.t_start_us) / schedule.duration_us).clamp(0, 1)
+    colours = to_uint8(colour_map(1.0 - fraction.float()[None, None], "turbo"))[0]  # (F, 3): near = warm
+    for index in range(count):
+        filled = max(1, round(float(fraction[index]) * width))
+        strip[index, :, :filled] = colours[index]
+    return np.concatenate([frames, strip], axis=1)
+
+
+def write_gif(path: Path, frames: np.ndarray) -> None:
+    """(F, H, W, 3) uint8 → a looping GIF with one median-cut palette for all frames, dithered.
+
+    Pillow's default quantises every frame by median cut on its own: 0.8 s per 346×260 frame on a
+    busy 2-core machine (longer than refocusing it), and colour gradients band. One palette from
+    a sample of the frames, then Floyd–Steinberg onto it, costs ~0.01 s a frame and looks smooth.
+    """
+    sample = frames[:: max(1, len(frames) // 8)][:8, ::2, ::2]
+    palette = Image.fromarray(np.concatenate(list(sample), axis=0)).quantize(255, method=Image.Quantize.MEDIANCUT)
+    images = [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
+              for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=GIF_FRAME_MS, loop=0)

@@ -1,0 +1,49 @@
+"""pipeline.settings: the one place the ``pipeline`` section becomes absolute settings for a sweep."""
+
+import pytest
+import torch
+
+from evfocus.config import load_config
+from evfocus.events.stream import EventStream
+from evfocus.optics import FocusSchedule
+from evfocus.pipeline.settings import CPU_CROPS_PER_CALL, GPU_SLICES_PER_BATCH, pipeline_config, search_config
+from evfocus.sweep import Sweep
+from evfocus.training.stack_module import crop_search_settings
+
+
+def sweep(num_events: int = 6_400, duration_us: int = 640_000) -> Sweep:
+    t_us = torch.linspace(0, duration_us, num_events).long()
+    events = EventStream.from_arrays(t_us, t_us % 40, t_us % 30, torch.ones(num_events), 40, 30)
+    return Sweep("s", torch.rand(3, 30, 40), 0, events, FocusSchedule(0, duration_us, 0.3, 5.0))
+
+
+@pytest.mark.parametrize("domain", ["time", "events"])
+def test_tolerances_and_event_floor_scale_with_the_sweep(domain):
+    cfg = load_config(None, [f"pipeline.search.domain={domain}", "pipeline.search.grid_size=4",
+                             "pipeline.search.min_events_per_px=0.5"])
+    config = pipeline_config(cfg, sweep(), "cpu")
+    search = config.search
+    assert search.tolerance_us == 640_000 / 64  # the search's resolution in time, in both domains
+    assert search.tolerance_events == 6_400 / 64 / 16  # tolerance_fraction of the events per patch
+    assert search.min_events == round(0.5 * 30 * 40 / 16)
+    assert (search.domain, search.grid_size, search.num_bins) == (domain, 4, cfg.data.num_bins)
+    assert config.efs_fine_bins == cfg.data.efs_fine_bins
+
+
+def test_unset_batch_sizes_follow_the_device():
+    cfg = load_config(None)
+    on_cpu, on_gpu = pipeline_config(cfg, sweep(), "cpu"), pipeline_config(cfg, sweep(), "cuda")
+    assert (on_cpu.search.max_crops_per_call, on_cpu.slices_per_batch) == (CPU_CROPS_PER_CALL, 1)
+    assert (on_gpu.search.max_crops_per_call, on_gpu.slices_per_batch) == (None, GPU_SLICES_PER_BATCH)
+    set_cfg = load_config(None, ["pipeline.search.max_crops_per_call=3", "pipeline.slices_per_batch=2"])
+    on_gpu = pipeline_config(set_cfg, sweep(), "cuda")
+    assert (on_gpu.search.max_crops_per_call, on_gpu.slices_per_batch) == (3, 2)
+
+
+def test_the_joint_stage_searches_its_crops_through_the_same_builder():
+    cfg = load_config(None, ["stack.oracle_grid=3", "stack.search_tolerance_fraction=0.125",
+                             "pipeline.search.domain=events", "pipeline.search.margin_px=5"])
+    search = search_config(crop_search_settings(cfg), 4, 32, 32, 800_000.0, "cpu")
+    assert (search.grid_size, search.tolerance_us, search.domain) == (3, 100_000.0, "time")
+    assert (search.min_events, search.max_crops_per_call, search.margin_px) == (0, 9, 5)
+    assert search.tolerance_events is None  # a crop's event count is unknown, and the time domain needs none
