@@ -1,7 +1,9 @@
 """Fuzzed files through every reader: the only exceptions that may come out are the project's own.
 
 Random bytes, truncated valid files and random arrays (any dtype and shape, NaN/inf, huge values,
-out-of-range coordinates) go through ``read_events_npy``, ``read_events_h5`` and ``read_capture``.
+out-of-range coordinates) go through ``read_events_npy``, ``read_events_h5`` and ``read_capture``, and
+files of every other format (npz, txt, DSEC and Prophesee HDF5, AEDAT 4.0, EVT 2.0/3.0 RAW, DAT), written
+by their own libraries or encoded from their specs, then cut or overwritten, through ``read_events``.
 A reader may refuse a file with ``EventFileError`` (and its subclasses ``CaptureError``,
 ``MissingFileError``) or, for events that break the contract (unsorted), ``EventStreamError``; the
 message must name the file. Anything else escaping is a bug. The default run tries a fixed,
@@ -21,11 +23,23 @@ import h5py
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from event_files import (
+    EVT2_HEADER,
+    EVT3_HEADER,
+    dat_bytes,
+    evt2_words,
+    evt3_words,
+    raw_bytes,
+    write_aedat4,
+    write_dsec,
+    write_prophesee_h5,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from evfocus.data.captures import read_capture
+from evfocus.events.formats import read_events
 from evfocus.events.io import EventFileError, read_events_h5, read_events_npy
 from evfocus.events.stream import EventStream, EventStreamError
 
@@ -254,6 +268,95 @@ def check_capture(data: st.DataObject) -> None:
 @pytest.mark.parametrize("budget", BUDGETS)
 def test_read_capture(budget):
     fuzz(budget, check_capture, data=st.data())
+
+
+# ---------------------------------------------------------------------------------- every other format
+FORMAT_SUFFIXES = {"npz": ".npz", "txt": ".txt", "dsec_h5": ".h5", "prophesee_h5": ".hdf5", "aedat4": ".aedat4",
+                   "evt2": ".raw", "evt3": ".raw", "dat": ".dat"}
+Events = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+@st.composite
+def sensor_events(draw: st.DrawFn, may_be_unsorted: bool = True) -> Events:
+    """Integer events of an 8x8 sensor over ~1 s (3 loops of EVT 3.0's time base at most); now and then a
+    pixel off the sensor, or (``may_be_unsorted``) times out of order."""
+    count = draw(st.integers(0, 8))
+
+    def column(values: st.SearchStrategy[int]) -> np.ndarray:
+        return np.array(draw(st.lists(values, min_size=count, max_size=count)), np.int64)
+
+    t_us = column(st.integers(0, 2**20) | st.integers(2**24 - 5, 3 * 2**24))
+    if not (may_be_unsorted and draw(st.booleans())):
+        t_us = np.sort(t_us)
+    return t_us, column(st.integers(0, 9)), column(st.integers(0, 9)), column(st.integers(0, 1))
+
+
+def written(write: Callable[[Path], object], suffix: str) -> bytes:
+    """What a library's writer puts in a file, as bytes."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"events{suffix}"
+        write(path)
+        return path.read_bytes()
+
+
+def npz_bytes(table: np.ndarray, names: tuple[str, ...]) -> bytes:
+    buffer = io.BytesIO()
+    if len(names) == 1:
+        np.savez(buffer, **{names[0]: table})
+    else:
+        np.savez(buffer, **dict(zip(names, table.T, strict=True)))
+    return buffer.getvalue()
+
+
+def txt_bytes(table: np.ndarray, size_line: bool) -> bytes:
+    lines = ["8 8"] if size_line else []
+    lines += [" ".join(str(value) for value in row.tolist()) for row in table]
+    return "\n".join(lines).encode()
+
+
+def valid_files(name: str) -> st.SearchStrategy[tuple[Events | None, bytes]]:
+    """(the events, when the file holds them exactly as integers; the file's bytes) for format ``name``."""
+    if name == "npz":
+        names = st.sampled_from([("t", "x", "y", "p"), ("ts", "xs", "ys", "ps"), ("events",)])
+        return st.builds(lambda table, keys: (None, npz_bytes(table, keys)), event_tables(), names)
+    if name == "txt":
+        return st.builds(lambda table, size_line: (None, txt_bytes(table, size_line)), event_tables(), st.booleans())
+    writers = {
+        "dsec_h5": lambda e: written(lambda path: write_dsec(path, *e, t_offset_us=int(e[0].min(initial=0))), ".h5"),
+        "aedat4": lambda e: written(lambda path: write_aedat4(path, *e, width=8, height=8, packet_events=3), ".aedat4"),
+        "evt2": lambda e: raw_bytes(EVT2_HEADER, evt2_words(*e), 8, 8),
+        "evt3": lambda e: raw_bytes(EVT3_HEADER, evt3_words(*e), 8, 8),
+        "dat": lambda e: dat_bytes(*e, 8, 8),
+        "prophesee_h5": lambda e: written(lambda path: write_prophesee_h5(path, *e, "8x8", ecf=len(e[0]) % 2), ".h5"),
+    }
+    events = sensor_events(may_be_unsorted=name in ("evt2", "dat", "prophesee_h5"))
+    return events.map(lambda e: (e, writers[name](e)))
+
+
+def check_format(data: st.DataObject, name: str) -> None:
+    """A file of ``name`` (mostly valid, else cut, overwritten or random) read with the format detected or named:
+    only project errors, naming the file; a valid file read back exactly."""
+    events, valid = data.draw(valid_files(name), label="valid file")
+    content = data.draw(corrupted(st.just(valid)), label="file")
+    explicit = data.draw(st.booleans(), label="format named")
+    size = data.draw(st.none() | st.just((8, 8)) | SIZES, label="width, height")
+    flip = data.draw(st.booleans(), label="flip_polarity")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"events{FORMAT_SUFFIXES[name]}"
+        path.write_bytes(content)
+        width, height = size or (None, None)
+        stream = only_project_errors(lambda: read_events(path, name if explicit else None, width=width,
+                                                         height=height, flip_polarity=flip), path)
+    if stream is not None and events is not None and content == valid:
+        read = (stream.t_us.tolist(), stream.x.tolist(), stream.y.tolist(), stream.p.tolist())
+        signed = (events[3] * 2 - 1) * (-1 if flip else 1)
+        assert read == tuple(column.tolist() for column in (*events[:3], signed)), f"read {read}, wrote {events}"
+
+
+@pytest.mark.parametrize("name", list(FORMAT_SUFFIXES))
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_read_events_every_format(budget, name):
+    fuzz(budget, lambda data: check_format(data, name), data=st.data())
 
 
 # ---------------------------------------------------------------------------------- cases the fuzzer found

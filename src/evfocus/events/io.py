@@ -1,4 +1,5 @@
-"""Event files → EventStream (read-only formats, plus an HDF5 writer); capture folders are ``data.captures``.
+"""Reference .npy and E2VID HDF5 event files → EventStream (plus an HDF5 writer); every other format is
+``events.formats``, capture folders are ``data.captures``, the shared checks ``events.checks``.
 
 Every reader converts to the contract's polarity (+1 = brightness increase) and its docstring
 says which convention it assumed. Every error names the file (and key) and the problem:
@@ -17,70 +18,23 @@ from typing import Any
 import h5py
 import numpy as np
 
+from evfocus.events.checks import INT64_LIMIT as INT64_LIMIT  # re-exported, with the error types, for data.captures
+from evfocus.events.checks import (
+    MAX_SENSOR_PX,
+    EventFileError,
+    check_coordinates,
+    integer_column,
+    require_file,
+    sensor_size,
+    signed_polarity,
+    timestamps_us,
+)
+from evfocus.events.checks import MissingFileError as MissingFileError
+from evfocus.events.hdf5 import h5_columns, open_h5
 from evfocus.events.stream import EventStream
 
 PathLike = str | Path
 H5_KEYS = ("events/ts", "events/xs", "events/ys", "events/ps")
-INT64_LIMIT = 2**63  # timestamps and coordinates become int64: |value| must stay below this
-MAX_SENSOR_PX = np.iinfo(np.int32).max  # x/y are int32 in the EventStream contract
-
-
-class EventFileError(ValueError):
-    """An event or capture file is unreadable or breaks its format (the message names the file)."""
-
-
-class MissingFileError(EventFileError, FileNotFoundError):
-    """A required file does not exist (also a FileNotFoundError, for callers that catch those)."""
-
-
-# ---------------------------------------------------------------------------------- shared checks
-def require_file(path: Path) -> None:
-    if not path.is_file():
-        raise MissingFileError(f"{path}: file not found")
-
-
-def _integer_column(values: np.ndarray, where: str) -> np.ndarray:
-    """int64 copy of an integer column; float columns must hold whole, finite numbers; all must fit int64
-    (a cast would wrap uint64 >= 2^63 or floats like 1e30 silently into wrong, often negative, values)."""
-    if values.dtype.kind not in "iubf":
-        raise EventFileError(f"{where}: expected integers, got dtype {values.dtype}")
-    if values.dtype.kind == "f":
-        if not np.isfinite(values).all():
-            raise EventFileError(f"{where}: contains NaN or infinite values")
-        if (values != np.round(values)).any():
-            bad = values[values != np.round(values)][:3].tolist()
-            raise EventFileError(f"{where}: expected whole numbers, found non-integer values such as {bad}")
-    if values.size and values.dtype.kind in "uf":
-        low, high = values.min().item(), values.max().item()  # Python numbers compare exactly, without casts
-        if not (low >= -INT64_LIMIT and high < INT64_LIMIT):
-            raise EventFileError(f"{where}: values span [{low}, {high}], beyond the int64 range [-2^63, 2^63) "
-                                 "of timestamps and coordinates")
-    return values.astype(np.int64)
-
-
-def _signed_polarity(values: np.ndarray, flip: bool, where: str) -> np.ndarray:
-    """{0,1} (1 = ON) or bool → ±1; ±1 is taken as already signed. Anything else raises."""
-    polarity = _integer_column(values, where)
-    if polarity.size == 0:
-        return polarity.astype(np.int8)
-    low, high = int(polarity.min()), int(polarity.max())
-    if low >= 0 and high <= 1:
-        signed = polarity * 2 - 1
-    elif low >= -1 and high <= 1 and not (polarity == 0).any():
-        signed = polarity
-    else:
-        found = np.unique(polarity).tolist()[:10]
-        raise EventFileError(f"{where}: polarity must be 0/1 (OFF/ON) or -1/+1, found values {found}")
-    return (-signed if flip else signed).astype(np.int8)
-
-
-def _check_coordinates(x: np.ndarray, y: np.ndarray, width: int, height: int, where: str) -> None:
-    """Range check before the int32 cast, so huge values cannot wrap into the sensor."""
-    for name, values, size in (("x", x, width), ("y", y, height)):
-        if values.size and (values.min() < 0 or values.max() >= size):
-            raise EventFileError(
-                f"{where}: '{name}' spans [{values.min()}, {values.max()}] but the sensor is "
-                f"{width}x{height} (valid {name} is 0..{size - 1})")
 
 
 # ---------------------------------------------------------------------------------- reference .npy
@@ -129,25 +83,14 @@ def read_events_npy(path: PathLike, width: int, height: int, flip_polarity: bool
     array = load_npy(path)
     if array.ndim != 2 or array.shape[1] != 4:
         raise EventFileError(f"{path}: expected an (N, 4) array of t_us, x, y, p; got shape {array.shape}")
-    t_us, x, y = (_integer_column(array[:, i], f"{path} column {name}")
+    t_us, x, y = (integer_column(array[:, i], f"{path} column {name}")
                   for i, name in enumerate(("t_us", "x", "y")))
-    p = _signed_polarity(array[:, 3], flip_polarity, f"{path} column p")
-    _check_coordinates(x, y, width, height, str(path) if size_source is None else f"{path} does not fit {size_source}")
+    p = signed_polarity(array[:, 3], flip_polarity, f"{path} column p")
+    check_coordinates(x, y, width, height, str(path) if size_source is None else f"{path} does not fit {size_source}")
     return EventStream.from_arrays(t_us, x, y, p, width, height, source=str(path))
 
 
 # ---------------------------------------------------------------------------------- E2VID HDF5
-def _h5_timestamps_us(ts: np.ndarray, time_unit: str | None, where: str) -> np.ndarray:
-    unit = time_unit or ("s" if ts.dtype.kind == "f" else "us")
-    if unit == "us":
-        return _integer_column(ts, where)
-    if unit != "s":
-        raise EventFileError(f"{where}: time_unit must be 's', 'us' or None, got {time_unit!r}")
-    if ts.dtype.kind not in "fiu":
-        raise EventFileError(f"{where}: timestamps in seconds must be numbers, got dtype {ts.dtype}")
-    return _integer_column(np.round(ts.astype(np.float64) * 1e6), where)
-
-
 def _h5_resolution(value: Any, path: Path) -> tuple[int, int]:
     """The ``sensor_resolution`` attribute as (height, width): two whole numbers of pixels, nothing else."""
     array = np.asarray(value)
@@ -160,27 +103,8 @@ def _h5_resolution(value: Any, path: Path) -> tuple[int, int]:
 
 def _h5_sensor_size(file: h5py.File, width: int | None, height: int | None, path: Path) -> tuple[int, int]:
     resolution = file.attrs.get("sensor_resolution")
-    if resolution is None:
-        if width is None or height is None:
-            raise EventFileError(f"{path}: no 'sensor_resolution' attribute; pass width and height")
-        return width, height
-    file_height, file_width = _h5_resolution(resolution, path)
-    if (width is not None and width != file_width) or (height is not None and height != file_height):
-        raise EventFileError(f"{path}: sensor_resolution is {file_height}x{file_width} (HxW) but "
-                             f"width={width}, height={height} were requested")
-    return file_width, file_height
-
-
-def _h5_columns(file: h5py.File, path: Path) -> dict[str, np.ndarray]:
-    columns = {}
-    for key in H5_KEYS:
-        dataset = file.get(key)
-        if not isinstance(dataset, h5py.Dataset):
-            raise EventFileError(f"{path}: missing dataset '{key}' (expected {', '.join(H5_KEYS)})")
-        if dataset.ndim != 1:
-            raise EventFileError(f"{path}: dataset '{key}' must be 1-D, got shape {dataset.shape}")
-        columns[key] = dataset[()]
-    return columns
+    stored = None if resolution is None else _h5_resolution(resolution, path)[::-1]
+    return sensor_size(stored, width, height, "sensor_resolution", str(path))
 
 
 def read_events_h5(
@@ -193,29 +117,19 @@ def read_events_h5(
     """E2VID-style HDF5: datasets ``events/ts``, ``events/xs``, ``events/ys``, ``events/ps``.
 
     Timestamps: float ``ts`` are seconds (rounded to the nearest µs), integer ``ts`` are µs;
-    ``time_unit="s"``/``"us"`` overrides the guess. Polarity: bool or {0,1} with 1 = ON, or
-    ±1 taken as signed; ``flip_polarity`` negates. Sensor size: the root attribute
+    ``time_unit`` (``"s"``, ``"ms"``, ``"us"``, ``"ns"``) overrides the guess. Polarity: bool or {0,1}
+    with 1 = ON, or ±1 taken as signed; ``flip_polarity`` negates. Sensor size: the root attribute
     ``sensor_resolution`` (height, width), else ``width``/``height`` must be given.
     """
     path = Path(path)
-    require_file(path)
-    try:
-        with h5py.File(path, "r") as file:
-            columns = _h5_columns(file, path)
-            width, height = _h5_sensor_size(file, width, height, path)
-    except EventFileError:
-        raise
-    except Exception as error:  # h5py raises OSError, KeyError, TypeError, ... for damaged files and chunks
-        raise EventFileError(f"{path}: not a readable HDF5 file ({type(error).__name__}: {error})") from error
-    lengths = {key: len(values) for key, values in columns.items()}
-    if len(set(lengths.values())) != 1:
-        raise EventFileError(f"{path}: datasets differ in length: "
-                             + ", ".join(f"'{key}' has {n}" for key, n in lengths.items()))
-    t_us = _h5_timestamps_us(columns["events/ts"], time_unit, f"{path} dataset 'events/ts'")
-    x = _integer_column(columns["events/xs"], f"{path} dataset 'events/xs'")
-    y = _integer_column(columns["events/ys"], f"{path} dataset 'events/ys'")
-    p = _signed_polarity(columns["events/ps"], flip_polarity, f"{path} dataset 'events/ps'")
-    _check_coordinates(x, y, width, height, str(path))
+    with open_h5(path) as file:
+        columns = h5_columns(file, H5_KEYS, path)
+        width, height = _h5_sensor_size(file, width, height, path)
+    t_us = timestamps_us(columns["events/ts"], time_unit, f"{path} dataset 'events/ts'")
+    x = integer_column(columns["events/xs"], f"{path} dataset 'events/xs'")
+    y = integer_column(columns["events/ys"], f"{path} dataset 'events/ys'")
+    p = signed_polarity(columns["events/ps"], flip_polarity, f"{path} dataset 'events/ps'")
+    check_coordinates(x, y, width, height, str(path))
     return EventStream.from_arrays(t_us, x, y, p, width, height, source=str(path))
 
 
