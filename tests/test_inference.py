@@ -1,6 +1,7 @@
 """evfocus.inference, the library behind src/aif.py: inputs, the output folder, the report and the video."""
 
 import math
+from types import SimpleNamespace
 
 import imageio.v3 as iio
 import numpy as np
@@ -14,7 +15,7 @@ from evfocus.inference.outputs import staged_folder
 from evfocus.inference.report import jsonable
 from evfocus.inference.run import with_pipeline_overrides
 from evfocus.inference.sources import InputError, parse_seeds
-from evfocus.inference.video import position_strip, refocus_frames, write_gif
+from evfocus.inference.video import position_strip, refocus_frames, slice_frames, write_gif
 from evfocus.pipeline.aif import AIFPipeline, refocus_stack
 from evfocus.pipeline.settings import pipeline_config
 from evfocus.sim.simulator import SweepSimulator
@@ -80,6 +81,21 @@ def test_the_refocus_video_reuses_the_pipelines_focal_stack(sweep, monkeypatch):
     fresh = EventFocalStack.from_events(sweep.events, sweep.schedule.t_start_us, sweep.schedule.t_end_us, 64)
     expected, _ = refocus_stack(EventIntegrator(0.05), sweep.image, sweep.image_time_us, fresh, times, 4)
     assert frames.shape == (5, 48, 64, 3) and np.array_equal(frames, to_uint8(expected))
+
+
+def test_the_default_video_cross_fades_the_frame_and_the_stack_without_the_net(sweep):
+    # two slices, given out of order: key images are the frame at its time and each slice at its own
+    stack = torch.stack([torch.full_like(sweep.image, 0.8), torch.full_like(sweep.image, 0.4)])
+    t0 = float(sweep.image_time_us)
+    result = SimpleNamespace(stack=stack, slice_times_us=torch.tensor([t0 + 2000.0, t0 + 1000.0], dtype=torch.float64))
+    times = torch.tensor([t0 - 500.0, t0, t0 + 500.0, t0 + 1000.0, t0 + 1500.0, t0 + 9000.0], dtype=torch.float64)
+    frames = slice_frames(result, sweep.image, t0, times)
+    frame = to_uint8(sweep.image)
+    expected = [frame, frame, to_uint8((sweep.image + 0.4) / 2), to_uint8(stack[1]),
+                to_uint8(torch.full_like(sweep.image, 0.6)), to_uint8(stack[0])]  # outside the keys: the nearest
+    assert frames.shape == (6, 48, 64, 3)
+    for got, want in zip(frames, expected, strict=True):
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
 def test_the_video_marks_the_sweep_position_and_loops(sweep, tmp_path):

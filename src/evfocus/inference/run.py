@@ -20,7 +20,7 @@ from evfocus.events.stream import EventStreamError
 from evfocus.inference.outputs import staged_folder, write_images
 from evfocus.inference.report import build_report, jsonable
 from evfocus.inference.sources import InputError, SweepSource
-from evfocus.inference.video import GIF_FRAME_MS, position_strip, refocus_frames, write_gif
+from evfocus.inference.video import GIF_FRAME_MS, VideoMode, position_strip, refocus_frames, slice_frames, write_gif
 from evfocus.optics import OpticsError
 from evfocus.pipeline.aif import AIFPipeline, PipelineConfig
 from evfocus.pipeline.settings import pipeline_config
@@ -94,11 +94,11 @@ def sweep_pipeline_config(cfg: DictConfig, sweep: Sweep, device: torch.device) -
 
 
 def process(source: SweepSource, model: Model, cfg: DictConfig, out: Path, frames: int,
-            device: torch.device) -> dict[str, Any]:
+            device: torch.device, video: VideoMode = "slices") -> dict[str, Any]:
     """Read one sweep, run search → stack → merge, write its outputs to ``out/<name>/``; returns its report.
 
     The folder appears only once all of its files are written (``outputs.staged_folder``); ``frames``
-    is the refocus GIF's length (0: no GIF).
+    is the refocus GIF's length (0: no GIF), ``video`` how its frames are made (``inference.video``).
     """
     started = time.perf_counter()
     sweep = source.load()
@@ -112,13 +112,16 @@ def process(source: SweepSource, model: Model, cfg: DictConfig, out: Path, frame
     with staged_folder(out / sweep.name) as folder:
         if frames:
             mark = time.perf_counter()
-            video = refocus_frames(result, sweep.image, sweep.image_time_us, gif_times, config)
+            if video == "refocus":
+                images = refocus_frames(result, sweep.image, sweep.image_time_us, gif_times, config)
+            else:
+                images = slice_frames(result, sweep.image, sweep.image_time_us, gif_times)
+            write_gif(folder / "refocus.gif", position_strip(images, gif_times, schedule))
             seconds["refocus_gif"] = time.perf_counter() - mark
-            write_gif(folder / "refocus.gif", position_strip(video, gif_times, schedule))
         mark = time.perf_counter()
         write_images(folder, sweep, result)
         seconds["write"] = time.perf_counter() - mark
-        gif = {"frames": frames, "frame_ms": GIF_FRAME_MS, "times_us": gif_times.tolist()}
+        gif = {"frames": frames, "frame_ms": GIF_FRAME_MS, "times_us": gif_times.tolist(), "video": video}
         report = build_report(sweep, source, result, config, model.describe(), gif, seconds, device)
         (folder / "report.json").write_text(json.dumps(jsonable(report), indent=1, allow_nan=False))
     return report
