@@ -33,14 +33,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from aif_command import peak_rss_gb, reset_peak_rss, time_command, write_weights
 from torch import Tensor
 
 from evfocus.config import load_config
+from evfocus.data.captures import read_capture
 from evfocus.events.focal_stack import EventFocalStack
 from evfocus.models.registry import build_merge_net, build_refocus_net
 from evfocus.pipeline.aif import AIFPipeline, AIFResult
@@ -79,6 +83,8 @@ class TimedNet:
 
 
 def build_sweep(args: argparse.Namespace) -> tuple[Any, Sweep]:
+    if args.capture is not None:
+        return load_config(args.config, args.override), read_capture(args.capture.parent, args.capture.name)
     overrides = [f"sim.height={args.height}", f"sim.width={args.width}", f"sim.num_frames={args.frames}",
                  *SIM_OVERRIDES, *args.override]
     cfg = load_config(args.config, overrides)
@@ -96,14 +102,19 @@ def build_nets(cfg: Any, args: argparse.Namespace, device: torch.device) -> tupl
 def run_once(refocus: TimedNet, merge: TimedNet, config: Any, sweep: Sweep, device: torch.device) -> dict:
     refocus.calls.clear()
     merge.calls.clear()
+    reset_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     cpu, wall = time.process_time(), time.perf_counter()
     result: AIFResult = AIFPipeline(refocus, merge, config)(sweep, device)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    peak_gb = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else peak_rss_gb()
     height, width = sweep.image.shape[-2:]
     search_calls = [c for c in refocus.calls if c[1:3] != (height, width)]
     stack_calls = [c for c in refocus.calls if c[1:3] == (height, width)]
     return {
-        "result": result, "wall": wall, "cpu": cpu, **{f"s_{k}": v for k, v in result.seconds.items()},
+        "result": result, "wall": wall, "cpu": cpu, "peak_gb": peak_gb,
+        **{f"s_{k}": v for k, v in result.seconds.items()},
         "search_calls": len(search_calls), "probes": sum(c[0] for c in search_calls),
         "search_net_s": sum(c[3] for c in search_calls),
         "stack_calls": len(stack_calls), "stack_images": sum(c[0] for c in stack_calls),
@@ -196,20 +207,20 @@ def report_projection(config: Any, batched: list[dict], units: list[dict], proje
           f"(tolerance {search.tolerance:g}, min_events {search.min_events}, max_slices {config.max_slices}, "
           f"slices_per_batch {config.slices_per_batch})\n")
     print(f"| mode | reps | {clock} median | min | CPU s median | events | search | stack | merge | "
-          "refocus calls (search + stack) | patch probes | full-image refocus passes | slices |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "refocus calls (search + stack) | patch probes | full-image refocus passes | slices | peak GB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     walls = [r["wall"] for r in batched]
     b = batched[0]
     print(f"| batched (measured) | {len(batched)} | {statistics.median(walls):.3g} | {min(walls):.3g} | "
           f"{median(batched, 'cpu'):.3g} | " + " | ".join(f"{median(batched, f's_{k}'):.3g}" for k in STEPS[:-1])
           + f" | {b['search_calls'] + b['stack_calls']} ({b['search_calls']} + {b['stack_calls']}) | {b['probes']} "
-          f"| {b['stack_images']} | {b['slices']} |")
+          f"| {b['stack_images']} | {b['slices']} | {max(r['peak_gb'] for r in batched):.2f} |")
     sec = projection["seconds"]
     patches = config.search.grid_size ** 2
     print(f"| reference (projected) | {len(units)} unit reps | {sec['total']:.3g} | | | "
           + " | ".join(f"{sec[k]:.3g}" for k in STEPS[:-1])
           + f" | {projection['probes'] + patches} ({projection['probes']} + {patches}) | {projection['probes']} | "
-          f"{patches} | {patches} |")
+          f"{patches} | {patches} | – |")
     print(f"\nUnit costs (medians, same process, interleaved with the batched runs): one full-image refocus "
           f"pass at batch 1 {projection['full_s']:.3g} s (batched stack: {median(batched, 'stack_net_s'):.3g} s "
           f"for {b['stack_images']} images in {b['stack_calls']} call(s) = "
@@ -229,15 +240,16 @@ def report(domain: str, config: Any, runs: dict[str, list[dict]], agree: dict, d
           f"max_slices {config.max_slices}, slices_per_batch {config.slices_per_batch})\n")
     clock = "GPU wall s (synchronised)" if device.type == "cuda" else "wall s"
     print(f"| mode | reps | {clock} median | min | CPU s median | events | search | stack | merge | "
-          "refocus calls (search + stack) | patch probes | full-image refocus passes | slices | merge calls |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "refocus calls (search + stack) | patch probes | full-image refocus passes | slices | merge calls | "
+          "peak GB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for mode, rs in runs.items():
         walls = [r["wall"] for r in rs]
         print(f"| {mode} | {len(rs)} | {statistics.median(walls):.3g} | {min(walls):.3g} | {median(rs, 'cpu'):.3g} | "
               + " | ".join(f"{median(rs, f's_{k}'):.3g}" for k in STEPS[:-1])
               + f" | {rs[0]['search_calls'] + rs[0]['stack_calls']} ({rs[0]['search_calls']} + "
               f"{rs[0]['stack_calls']}) | {rs[0]['probes']} | {rs[0]['stack_images']} | {rs[0]['slices']} | "
-              f"{rs[0]['merge_calls']} |")
+              f"{rs[0]['merge_calls']} | {max(r['peak_gb'] for r in rs):.2f} |")
     b, r = runs["batched"], runs["reference"]
     print(f"\nSpeed-up (reference / batched, medians): wall {median(r, 'wall') / median(b, 'wall'):.1f}x, "
           f"CPU {median(r, 'cpu') / median(b, 'cpu'):.1f}x; per step: "
@@ -255,6 +267,24 @@ def report(domain: str, config: Any, runs: dict[str, list[dict]], agree: dict, d
           f"{100 * agree['within_tol']:.0f}%.")
 
 
+def report_command(commands: list[dict], references: list[float], domains: list[str]) -> None:
+    """The whole ``src/aif.py`` command (its own settings, default outputs) against the reference mode."""
+    walls = [c["wall"] for c in commands]
+    steps = sorted({key for c in commands for key in c["seconds"]})
+    print(f"\n### Whole `src/aif.py` command ({len(commands)} reps, interleaved with the runs above)\n")
+    print("| wall s median (min) | " + " | ".join(steps) + " | rest (imports, loading, writing) | peak GB |")
+    print("|---|" + "---|" * len(steps) + "---|---|")
+    seconds = {key: statistics.median(c["seconds"].get(key, 0.0) for c in commands) for key in steps}
+    rest = statistics.median(walls) - seconds.get("total", 0.0) - seconds.get("refocus_gif", 0.0) \
+        - seconds.get("write", 0.0) - seconds.get("load", 0.0)
+    print(f"| **{statistics.median(walls):.3g}** ({min(walls):.3g}) | "
+          + " | ".join(f"{seconds[key]:.3g}" for key in steps) + f" | {rest:.3g} | "
+          f"{max(c['peak_gb'] for c in commands):.2f} |")
+    print("\nReference mode / whole command (wall medians): "
+          + ", ".join(f"domain {d}: {ref / statistics.median(walls):.1f}x" for d, ref in zip(domains, references,
+                                                                                              strict=True)) + ".")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/merge.yaml", help="paper-size nets (merge.yaml)")
@@ -263,6 +293,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--sweep-seed", type=int, default=1)
     parser.add_argument("--override", nargs="*", default=[], help="more config overrides, key=value")
+    parser.add_argument("--capture", type=Path, default=None, metavar="ROOT/NAME",
+                        help="a capture instead of a simulated sweep (e.g. ../shared/samples/efs_dev_dense/d01_shelf)")
+    parser.add_argument("--command-repeats", type=int, default=0,
+                        help="also time the whole src/aif.py command on --capture this many times (same nets, "
+                             "written as a weights file; its own default settings and outputs)")
     parser.add_argument("--seed", type=int, default=0, help="net initialisation")
     parser.add_argument("--residual-std", type=float, default=0.02,
                         help="std of EvRefocusNet.to_residual weights (0 at init: the identity)")
@@ -279,6 +314,8 @@ def main() -> None:
                         help="untimed runs of each mode first (default: 1 on a GPU, where the first calls "
                              "initialise CUDA and load kernels; 0 on the CPU)")
     args = parser.parse_args()
+    if args.command_repeats and args.capture is None:
+        parser.error("--command-repeats needs --capture (src/aif.py reads capture folders)")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
@@ -293,6 +330,10 @@ def main() -> None:
           f"{params[1]:.3g} M (width {cfg.merge_model.width}); device {device}, {args.threads} threads; "
           f"to_residual std {args.residual_std}.")
 
+    weights_dir = tempfile.TemporaryDirectory(prefix="bench_aif_")
+    weights = write_weights(refocus_net, merge_net, cfg, Path(weights_dir.name)) if args.command_repeats else None
+    commands: list[dict] = []
+    references: list[float] = []  # the reference mode's wall seconds (measured medians or projected totals)
     for domain in args.domains:
         configs = {}
         for mode in ("batched", "reference"):
@@ -319,13 +360,23 @@ def main() -> None:
             if args.reference_repeats == 0:
                 units.append(unit_costs(refocus_net, sweep, crop, cfg.data.num_bins, args.unit_probes, device))
                 print(f"<!-- units rep {rep}: {units[-1]} -->", flush=True)
+            if weights is not None and len(commands) < args.command_repeats:
+                commands.append(time_command(weights, args.capture, args.device, args.threads))
+                print(f"<!-- command rep {len(commands) - 1}: {commands[-1]} -->", flush=True)
         if args.reference_repeats == 0:
             projection = project_reference(runs["batched"], units, configs["batched"].search.grid_size ** 2)
             report_projection(configs["batched"], runs["batched"], units, projection, device)
+            references.append(projection["seconds"]["total"])
             continue
+        references.append(median(runs["reference"], "wall"))
         agree = agreement(runs["batched"][0]["result"], runs["reference"][0]["result"], sweep,
                           configs["batched"])
         report(domain, configs["batched"], runs, agree, device)
+    while weights is not None and len(commands) < args.command_repeats:
+        commands.append(time_command(weights, args.capture, args.device, args.threads))
+    if commands:
+        report_command(commands, references, args.domains)
+    weights_dir.cleanup()
     print(f"\nTotal benchmark time {time.perf_counter() - start:.0f} s.")
 
 

@@ -219,6 +219,21 @@ def test_capping_crops_per_call_changes_the_calls_not_the_answer() -> None:
     assert max(sizes) == 5 and capped.num_refocus_calls == len(sizes) > whole.num_refocus_calls
 
 
+def test_reduced_resolution_probes_see_averaged_crops_and_find_the_peaks() -> None:
+    peaks = random_peaks(seed=8)
+    sizes = []
+
+    def recording_refocus(images, events):
+        sizes.append(tuple(images.shape[-2:]))
+        return contrast_refocus(images, events)
+
+    cfg = config(min_events=0, tolerance_us=5_000.0, probe_scale=2)
+    result = focus_search(scene(peaks), IMAGE_TIME_US, ramp_stack(), recording_refocus, cfg)
+    crop_h, crop_w = PatchGrid.build(HEIGHT, WIDTH, GRID, MARGIN).crop_size
+    assert set(sizes) == {((crop_h + 1) // 2, (crop_w + 1) // 2)}
+    assert (result.times_us.flatten() - peaks).abs().max() <= cfg.tolerance_us / 2 + 1.0
+
+
 def test_a_refocus_net_with_an_image_encoder_is_fed_cached_features() -> None:
     from evfocus.models.refocus import EvRefocusNet
 

@@ -217,6 +217,7 @@ class SearchSettings:
     max_iters: int = 30
     max_crops_per_call: int | None = None  # patch crops per network call; None: 8 on CPU, all on a GPU
     min_events_per_px: float = 0.2  # patches with fewer events keep the input frame (efs_dev: 0.44-1.45/px)
+    probe_scale: int = 1  # search probes on crops averaged down by this factor (pipeline/search.py)
 
 
 @dataclass
@@ -297,7 +298,7 @@ POSITIVE = (
     "data.samples_per_sweep", "data.batch_size", "data.train_sweeps_per_epoch", "data.val_sweeps",
     "data.test_sweeps", "data.eval_pairs_per_sweep", "model.width", "model.depth", "optim.lr",
     "merge_model.width", "merge_model.depth", "pipeline.search.grid_size", "pipeline.search.tolerance_fraction",
-    "pipeline.search.max_iters", "pipeline.max_slices",
+    "pipeline.search.max_iters", "pipeline.search.probe_scale", "pipeline.max_slices",
     "pipeline.merge_window_fraction", "stack.max_slices", "stack.oracle_grid",
     "stack.search_tolerance_fraction",
 )

@@ -136,6 +136,9 @@ class SearchConfig:
     max_iters: int = 30
     min_events: int = 2_000
     max_crops_per_call: int | None = None  # None: all open patches in one network call
+    # probes refocus crops averaged down by this factor (1: full resolution); the network's cost falls
+    # with the pixel count, and the sharpest moment of a patch does not move with the pixel size
+    probe_scale: int = 1
 
     def __post_init__(self) -> None:
         if self.domain not in ("time", "events"):
@@ -150,7 +153,7 @@ class SearchConfig:
         if self.max_crops_per_call is not None and self.max_crops_per_call < 1:
             raise ValueError(f"max_crops_per_call must be >= 1 or None, got {self.max_crops_per_call}")
         for name, lowest in (("num_bins", 1), ("grid_size", 1), ("max_iters", 1), ("margin_px", 0),
-                             ("min_events", 0)):
+                             ("min_events", 0), ("probe_scale", 1)):
             if getattr(self, name) < lowest:
                 raise ValueError(f"{name} must be >= {lowest}, got {getattr(self, name)}")
 
@@ -189,9 +192,11 @@ class _Prober:
     def __init__(self, image: Tensor, image_time_us: float, focal_stack: EventFocalStack,
                  refocus: RefocusFn, grid: PatchGrid, config: SearchConfig, counts: Tensor | None,
                  max_probes: int) -> None:
-        self.image_crops = grid.crop(image, "replicate")
-        self.cumulative_crops = grid.crop(focal_stack.cumulative.to(image.dtype), "zeros")
-        self.mask = grid.interior_mask(image.device)
+        scale = config.probe_scale
+        self.image_crops = _downsample(grid.crop(image, "replicate"), scale)
+        # Event counts are averaged too: a coarse pixel's log brightness moves by its pixels' mean change.
+        self.cumulative_crops = _downsample(grid.crop(focal_stack.cumulative.to(image.dtype), "zeros"), scale)
+        self.mask = _downsample(grid.interior_mask(image.device), scale)
         self.image_time_us = image_time_us
         self.t_start_us, self.t_end_us = float(focal_stack.t_start_us), float(focal_stack.t_end_us)
         self.refocus, self.config, self.counts = refocus, config, counts
@@ -240,6 +245,13 @@ class _Prober:
         if self.image_features is None:
             return self.refocus(images, events)
         return self.refocus(images, events, image_features=[f[patch_index] for f in self.image_features])
+
+
+def _downsample(crops: Tensor, scale: int) -> Tensor:
+    """(P, L, h, w) averaged over ``scale``×``scale`` blocks (partial blocks at the border: their mean)."""
+    if scale == 1:
+        return crops
+    return F.avg_pool2d(crops, scale, ceil_mode=True, count_include_pad=False)
 
 
 def _interior_points(lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:

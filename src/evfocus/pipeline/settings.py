@@ -44,7 +44,7 @@ def search_config(search: Any, num_bins: int, height: int, width: int, duration_
         sharpness=search.sharpness, tolerance_us=search.tolerance_fraction * duration_us,
         tolerance_events=tolerance_events, max_iters=search.max_iters,
         max_crops_per_call=search.max_crops_per_call or (CPU_CROPS_PER_CALL if on_cpu else None),
-        min_events=round(search.min_events_per_px * patch_px),
+        min_events=round(search.min_events_per_px * patch_px), probe_scale=search.probe_scale,
     )
 
 

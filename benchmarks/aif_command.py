@@ -1,0 +1,64 @@
+"""What ``bench_aif.py`` needs to time the whole ``src/aif.py`` command and every run's peak memory.
+
+The command is what a user waits for (imports, checkpoint, pipeline, outputs), so it runs as its own
+process on a capture folder, with the benchmark's nets written as a weights file: same nets, same sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from evfocus.checkpoints import StageCheckpoint, save_weights
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def reset_peak_rss() -> None:
+    """Restart this process's resident-memory high-water mark (Linux: ``clear_refs`` 5), so that
+    ``peak_rss_gb`` reports the peak of what runs next rather than of the whole process so far."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_gb() -> float:
+    """This process's resident-memory high-water mark (VmHWM), GB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    raise RuntimeError("no VmHWM in /proc/self/status (not Linux?)")
+
+
+def write_weights(refocus: torch.nn.Module, merge: torch.nn.Module, cfg: DictConfig, folder: Path) -> Path:
+    """The benchmark's nets (float32) as a weights file ``src/aif.py --ckpt`` loads (a merge-stage model)."""
+    state = {f"refocus_net.{k}": v.cpu() for k, v in refocus.state_dict().items()}
+    state |= {f"merge_net.{k}": v.cpu() for k, v in merge.state_dict().items()}
+    checkpoint = StageCheckpoint(folder / "bench.pt", "merge", cfg, state)
+    return save_weights(checkpoint, folder / "bench.pt", torch.float32)
+
+
+def time_command(weights: Path, capture: Path, device: str, threads: int) -> dict:
+    """One ``src/aif.py`` run on capture ``ROOT/NAME`` with its default outputs: wall seconds (process start
+    to exit), its report's seconds per step and its peak resident memory (GB, ``wait4``: this child only)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, str(REPO / "src" / "aif.py"), "--ckpt", str(weights), "--input", str(capture.parent),
+                   "--name", capture.name, "--out", out, "--device", device]
+        log = Path(out) / "log.txt"
+        with log.open("w") as stream:
+            start = time.perf_counter()
+            process = subprocess.Popen(command, env=env, stdout=stream, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(process.pid, 0)
+            wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"src/aif.py failed: {log.read_text()[-2000:]}")
+        report = json.loads((Path(out) / capture.name / "report.json").read_text())
+    return {"wall": wall, "peak_gb": usage.ru_maxrss / 2**20, "seconds": report["seconds"]}
