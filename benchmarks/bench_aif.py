@@ -47,6 +47,7 @@ from evfocus.config import load_config
 from evfocus.data.captures import read_capture
 from evfocus.events.focal_stack import EventFocalStack
 from evfocus.models.registry import build_merge_net, build_refocus_net
+from evfocus.models.runtime import RUNTIMES, prepared
 from evfocus.pipeline.aif import AIFPipeline, AIFResult
 from evfocus.pipeline.search import PatchGrid
 from evfocus.pipeline.settings import pipeline_config
@@ -105,9 +106,10 @@ def run_once(refocus: TimedNet, merge: TimedNet, config: Any, sweep: Sweep, devi
     reset_peak_rss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    cpu, wall = time.process_time(), time.perf_counter()
-    result: AIFResult = AIFPipeline(refocus, merge, config)(sweep, device)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    with prepared((refocus.net, merge.net), config.runtime):  # the wrappers hide the modules from the pipeline
+        cpu, wall = time.process_time(), time.perf_counter()
+        result: AIFResult = AIFPipeline(refocus, merge, config)(sweep, device)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     peak_gb = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else peak_rss_gb()
     height, width = sweep.image.shape[-2:]
     search_calls = [c for c in refocus.calls if c[1:3] != (height, width)]
@@ -205,7 +207,7 @@ def report_projection(config: Any, batched: list[dict], units: list[dict], proje
     clock = "GPU wall s (synchronised)" if device.type == "cuda" else "wall s"
     print(f"\n### Domain `{search.domain}`: batched measured, reference projected from unit costs "
           f"(tolerance {search.tolerance:g}, min_events {search.min_events}, max_slices {config.max_slices}, "
-          f"slices_per_batch {config.slices_per_batch})\n")
+          f"slices_per_batch {config.slices_per_batch}, runtime {config.runtime})\n")
     print(f"| mode | reps | {clock} median | min | CPU s median | events | search | stack | merge | "
           "refocus calls (search + stack) | patch probes | full-image refocus passes | slices | peak GB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -237,7 +239,7 @@ def report(domain: str, config: Any, runs: dict[str, list[dict]], agree: dict, d
     search = config.search
     tol = f"{search.tolerance_events:g} events" if search.domain == "events" else f"{search.tolerance_us:.0f} µs"
     print(f"\n### Domain `{domain}` (tolerance {tol}, min_events {search.min_events}, "
-          f"max_slices {config.max_slices}, slices_per_batch {config.slices_per_batch})\n")
+          f"max_slices {config.max_slices}, slices_per_batch {config.slices_per_batch}, runtime {config.runtime})\n")
     clock = "GPU wall s (synchronised)" if device.type == "cuda" else "wall s"
     print(f"| mode | reps | {clock} median | min | CPU s median | events | search | stack | merge | "
           "refocus calls (search + stack) | patch probes | full-image refocus passes | slices | merge calls | "
@@ -309,6 +311,9 @@ def main() -> None:
                         help="0: do not run the reference mode; project it from unit costs instead")
     parser.add_argument("--unit-probes", type=int, default=16, help="single-crop probes timed per unit rep")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runtime", choices=RUNTIMES, default=None,
+                        help="how the batched mode's nets run (default: the config's pipeline.runtime); the "
+                             "reference mode always runs plain torch")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--warmup", type=int, default=None,
                         help="untimed runs of each mode first (default: 1 on a GPU, where the first calls "
@@ -340,7 +345,8 @@ def main() -> None:
             config = pipeline_config(cfg, sweep, device, mode)
             search = dataclasses.replace(config.search, domain=domain, tolerance_events=args.tolerance_events,
                                          min_events=args.min_events)
-            configs[mode] = dataclasses.replace(config, search=search)
+            runtime = (args.runtime or config.runtime) if mode == "batched" else "torch"  # the reference: plain torch
+            configs[mode] = dataclasses.replace(config, search=search, runtime=runtime)
         runs: dict[str, list[dict]] = {"batched": [], "reference": []}
         units: list[dict] = []
         crop = PatchGrid.build(sweep.height, sweep.width, configs["batched"].search.grid_size,

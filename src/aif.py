@@ -2,7 +2,8 @@
 
     python src/aif.py [--ckpt RUN_DIR_OR_CKPT] --input CAPTURE_ROOT [MORE ...] --out DIR
         [--name NAME ...] [--device cuda|cpu] [--tile PX] [--grid N] [--max-slices S] [--frames F]
-        [--video slices|refocus] [--sim-size HxW]
+        [--video slices|refocus] [--runtime torch|channels_last|bf16]
+        [--sim-size HxW]
 
 ``--input`` takes any mix of:
 
@@ -47,6 +48,7 @@ from evfocus.inference.report import summary_line
 from evfocus.inference.run import INPUT_ERRORS, load_model, pick_device, process, with_pipeline_overrides
 from evfocus.inference.sources import InputError, resolve_inputs
 from evfocus.inference.video import MAX_GIF_FRAMES, VIDEO_MODES
+from evfocus.models.runtime import RUNTIMES
 from evfocus.pipeline.aif import PipelineConfig
 
 
@@ -90,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "'refocus' runs the refocus net once per frame, exact but one full-image pass "
                              "each: about 2 s per 260x346 frame at paper size on 2 CPU cores, so ~70 s for "
                              "32 frames, more than the whole pipeline")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=None,
+                        help="how the nets run (default: the checkpoint's pipeline.runtime): 'torch' plain, "
+                             "'channels_last' NHWC convolutions (same results up to float rounding), 'bf16' "
+                             "channels_last with bfloat16 convolutions (faster again; results move, see "
+                             "benchmarks/RESULTS.md)")
     parser.add_argument("--sim-size", type=parse_size, default=None, metavar="HxW", help="render sim: inputs at HxW")
     return parser
 
@@ -113,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(args.device)
         model = load_model(args.ckpt, device)
         sources = resolve_inputs(args.input, args.name, model.checkpoint.cfg, args.sim_size)
-        cfg = with_pipeline_overrides(model.checkpoint.cfg, args.grid, args.max_slices, args.tile)
+        cfg = with_pipeline_overrides(model.checkpoint.cfg, args.grid, args.max_slices, args.tile, args.runtime)
         print(f"checkpoint {model.checkpoint.path} (stage {model.checkpoint.stage}, merge {model.merge_name}), "
               f"{len(sources)} sweep(s) on {device}", file=sys.stderr)
         for source in tqdm(sources, desc="sweeps", unit="sweep"):

@@ -144,3 +144,28 @@ def test_stack_samples_carry_the_oracle_frames(small_sweep):
             difference = (windows - frame[:, None, None]).abs().mean(dim=(0, 3, 4))
             assert float(difference.min()) < 1e-6  # a crop of the ground-truth frame at that time
         assert bool((sample["slice_frames"][~valid] == 0).all())
+
+
+@pytest.mark.parametrize("runtime", ["channels_last", pytest.param("bf16", marks=pytest.mark.slow)])
+def test_the_fast_runtimes_keep_the_outputs_float32_and_close_to_plain_torch(small_sweep, runtime):
+    from evfocus.models.merge import EvMergeNet
+    from evfocus.models.refocus import EvRefocusNet
+
+    torch.manual_seed(0)
+    refocus = EvRefocusNet(num_bins=4, width=8, depth=2, event_gain_init=0.05).eval()
+    torch.nn.init.normal_(refocus.to_residual.weight, std=0.05)
+    merge = EvMergeNet(num_bins=4, width=8, depth=2).eval()
+    search = SearchConfig(num_bins=4, grid_size=2, margin_px=4, tolerance_us=small_sweep.schedule.duration_us / 4,
+                          min_events=0, max_crops_per_call=4)
+    results = {}
+    for name in ("torch", runtime):
+        config = PipelineConfig(search=search, efs_fine_bins=64, max_slices=3, runtime=name)
+        results[name] = AIFPipeline(refocus, merge, config)(small_sweep)
+    fast, plain = results[runtime], results["torch"]
+    assert all(p.is_contiguous() for p in (*refocus.parameters(), *merge.parameters()))  # lent, then restored
+    assert fast.aif.dtype == fast.weights.dtype == fast.depth_m.dtype == torch.float32
+    if runtime == "channels_last":  # float32 throughout: the same decisions, outputs equal up to rounding
+        assert torch.equal(fast.slice_times_us, plain.slice_times_us)
+        torch.testing.assert_close(fast.aif, plain.aif, rtol=0, atol=1e-4)
+    else:
+        assert (fast.aif - plain.aif).abs().mean() < 0.02

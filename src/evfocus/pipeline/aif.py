@@ -27,6 +27,7 @@ from torch import Tensor
 
 from evfocus.events.focal_stack import EventFocalStack
 from evfocus.models.merge import MergeOutput, gradient_energy_merge
+from evfocus.models.runtime import Runtime, autocast, check_runtime, prepared
 from evfocus.optics import FocusSchedule
 from evfocus.pipeline.depth import depth_confidence, patch_depth_map, regularise_depth, weighted_depth_map
 from evfocus.pipeline.search import RefocusFn, SearchConfig, SearchResult, focus_search
@@ -54,10 +55,12 @@ class PipelineConfig:
     tile_px: int | None = None
     tile_overlap_px: int = 16
     mode: PipelineMode = "batched"
+    runtime: Runtime = "torch"  # how the nets run (models.runtime): "torch", "channels_last" or "bf16"
 
     def __post_init__(self) -> None:
         if self.mode not in ("batched", "reference"):
             raise ValueError(f"mode must be 'batched' or 'reference', got {self.mode!r}")
+        check_runtime(self.runtime)
         for name in ("efs_fine_bins", "max_slices", "slices_per_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -210,7 +213,8 @@ def merge_events(focal_stack: EventFocalStack, times_us: Tensor, window_us: floa
 class AIFPipeline:
     """Sweep → ``AIFResult`` with a refocus function and a merge function (None: Sobel-energy merge).
 
-    Networks are used as given (call ``.eval()`` first); the pipeline runs without gradients.
+    Networks are used as given (call ``.eval()`` first), in ``config.runtime``'s memory format while it
+    runs (``models.runtime.prepared``); the pipeline runs without gradients.
     """
 
     def __init__(self, refocus: RefocusFn, merge: MergeFn | None, config: PipelineConfig) -> None:
@@ -220,8 +224,13 @@ class AIFPipeline:
 
     @torch.no_grad()
     def __call__(self, sweep: Sweep, device: torch.device | str | None = None) -> AIFResult:
-        cfg = self.config
         device = torch.device(device) if device is not None else sweep.image.device
+        with prepared((self.refocus, self.merge), self.config.runtime):
+            return self._run(sweep, device)
+
+    def _run(self, sweep: Sweep, device: torch.device) -> AIFResult:
+        cfg = self.config
+        nets = autocast(cfg.runtime, device)  # the search, stack and merge nets only: the rest stays float32
         seconds: dict[str, float] = {}
         started = time.perf_counter()
         schedule = sweep.schedule
@@ -234,14 +243,16 @@ class AIFPipeline:
         seconds["events"] = _lap(started, device)
 
         mark = time.perf_counter()
-        search, slice_times = find_slices(image, float(sweep.image_time_us), focal_stack, refocus, cfg.search,
-                                          cfg.max_slices, cfg.mode)
+        with nets:
+            search, slice_times = find_slices(image, float(sweep.image_time_us), focal_stack, refocus, cfg.search,
+                                              cfg.max_slices, cfg.mode)
         seconds["search"] = _lap(mark, device)
 
         mark = time.perf_counter()
         slices_per_batch = 1 if cfg.mode == "reference" else cfg.slices_per_batch  # the reference: one at a time
-        stack, calls = refocus_stack(refocus, image, sweep.image_time_us, focal_stack, slice_times,
-                                     cfg.search.num_bins, slices_per_batch, cfg.tile_px, cfg.tile_overlap_px)
+        with nets:
+            stack, calls = refocus_stack(refocus, image, sweep.image_time_us, focal_stack, slice_times,
+                                         cfg.search.num_bins, slices_per_batch, cfg.tile_px, cfg.tile_overlap_px)
         seconds["stack"] = _lap(mark, device)
 
         mark = time.perf_counter()
@@ -251,9 +262,10 @@ class AIFPipeline:
             merged = gradient_energy_merge(stack[None])
             aif, weights = merged.image[0], merged.weights[0]
         else:
-            joined = run_tiled(lambda s, e: _merge_joined(self.merge, s, e), [stack[None], slice_events[None]],
-                               cfg.tile_px, cfg.tile_overlap_px)[0]
-            aif, weights = joined[:image.shape[0]], joined[image.shape[0]:]
+            with nets:
+                joined = run_tiled(lambda s, e: _merge_joined(self.merge, s, e), [stack[None], slice_events[None]],
+                                   cfg.tile_px, cfg.tile_overlap_px)[0]
+            aif, weights = joined[:image.shape[0]].float(), joined[image.shape[0]:].float()
         seconds["merge"] = _lap(mark, device)
 
         patch_depth, _ = patch_depth_map(search.times_us, search.patch_boxes, schedule, *image.shape[-2:])

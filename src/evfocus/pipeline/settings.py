@@ -59,4 +59,4 @@ def pipeline_config(cfg: DictConfig, sweep: Sweep, device: torch.device | str = 
     slices_per_batch = settings.slices_per_batch or (CPU_SLICES_PER_BATCH if on_cpu else GPU_SLICES_PER_BATCH)
     return PipelineConfig(search=search, efs_fine_bins=cfg.data.efs_fine_bins, max_slices=settings.max_slices,
                           merge_window_fraction=settings.merge_window_fraction, slices_per_batch=slices_per_batch,
-                          tile_px=settings.tile_px, mode=mode)
+                          tile_px=settings.tile_px, mode=mode, runtime=settings.runtime)

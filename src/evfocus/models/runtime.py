@@ -1,0 +1,62 @@
+"""How the nets run: plain torch, channels_last, or channels_last with bf16 autocast.
+
+On this project's CPUs (AVX-512, bf16 instructions) oneDNN convolutions run faster on NHWC tensors than on
+NCHW ones, and faster again in bf16 (benchmarks/RESULTS.md). ``channels_last`` changes only the order of
+float32 sums, so the results move by rounding; ``bf16`` computes the convolutions in bfloat16 (8 bits of
+mantissa), a documented trade of exactness for speed. ``torch`` is the plain fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+Runtime = Literal["torch", "channels_last", "bf16"]
+RUNTIMES: tuple[Runtime, ...] = ("torch", "channels_last", "bf16")
+
+
+def check_runtime(runtime: str) -> None:
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+
+
+def memory_format(runtime: Runtime) -> torch.memory_format:
+    check_runtime(runtime)
+    return torch.contiguous_format if runtime == "torch" else torch.channels_last
+
+
+@contextmanager
+def prepared(nets: Iterable[Any], runtime: Runtime) -> Iterator[None]:
+    """The ``nn.Module``s among ``nets`` with their weights in ``runtime``'s memory format for the block,
+    and back as they were after it (so a training module lent to an evaluation keeps its layout).
+    Convolutions follow their weights' format, so the activations become NHWC without touching the
+    inputs; anything that is not a module (event integration, a wrapper) is left alone."""
+    wanted = memory_format(runtime)
+    changed = [(net, _format_of(net)) for net in nets if isinstance(net, nn.Module) and _format_of(net) != wanted]
+    for net, _ in changed:
+        net.to(memory_format=wanted)
+    try:
+        yield
+    finally:
+        for net, original in changed:
+            net.to(memory_format=original)
+
+
+def _format_of(net: nn.Module) -> torch.memory_format:
+    """The layout of the module's first convolution weight whose two layouts differ (contiguous when none)."""
+    weight = next((p for p in net.parameters() if p.ndim == 4 and p.shape[1] > 1 and p.shape[-2:].numel() > 1), None)
+    if weight is not None and weight.is_contiguous(memory_format=torch.channels_last) \
+            and not weight.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def autocast(runtime: Runtime, device: torch.device) -> AbstractContextManager:
+    """A context for the network calls: bf16 autocast for ``runtime="bf16"``, nothing otherwise (reusable
+    one ``with`` after another)."""
+    check_runtime(runtime)
+    return torch.autocast(device.type, dtype=torch.bfloat16) if runtime == "bf16" else nullcontext()
