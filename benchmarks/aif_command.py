@@ -44,21 +44,38 @@ def write_weights(refocus: torch.nn.Module, merge: torch.nn.Module, cfg: DictCon
     return save_weights(checkpoint, folder / "bench.pt", torch.float32)
 
 
-def time_command(weights: Path, capture: Path, device: str, threads: int) -> dict:
-    """One ``src/aif.py`` run on capture ``ROOT/NAME`` with its default outputs: wall seconds (process start
-    to exit), its report's seconds per step and its peak resident memory (GB, ``wait4``: this child only)."""
+# Runs src/aif.py in this interpreter, then writes its peak resident memory (VmHWM) to the file named by the
+# first argument. A forked child's rusage starts from the parent's memory at the fork (the benchmark's own
+# many GB), whereas VmHWM belongs to the process image that exec created: src/aif.py's own peak.
+TRAMPOLINE = """
+import runpy, sys
+from pathlib import Path
+peak_file, sys.argv = sys.argv[1], sys.argv[2:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    status = Path("/proc/self/status").read_text().splitlines()
+    Path(peak_file).write_text(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+"""
+
+
+def time_command(weights: Path, capture: Path, device: str, threads: int, runtime: str | None = None) -> dict:
+    """One ``src/aif.py`` run on capture ``ROOT/NAME`` with its default outputs (``runtime``: its
+    ``--runtime``, None for the default): wall seconds (process start to exit), its report's seconds per
+    step and its peak resident memory (GB)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE",
            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, str(REPO / "src" / "aif.py"), "--ckpt", str(weights), "--input", str(capture.parent),
-                   "--name", capture.name, "--out", out, "--device", device]
-        log = Path(out) / "log.txt"
-        with log.open("w") as stream:
-            start = time.perf_counter()
-            process = subprocess.Popen(command, env=env, stdout=stream, stderr=subprocess.STDOUT)
-            _, status, usage = os.wait4(process.pid, 0)
-            wall = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError(f"src/aif.py failed: {log.read_text()[-2000:]}")
+        peak_file = Path(out) / "peak_kb.txt"
+        command = [sys.executable, "-c", TRAMPOLINE, str(peak_file), str(REPO / "src" / "aif.py"),
+                   "--ckpt", str(weights), "--input", str(capture.parent), "--name", capture.name, "--out", out,
+                   "--device", device,
+                   *(["--runtime", runtime] if runtime else [])]
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"src/aif.py failed: {done.stderr[-2000:]}")
         report = json.loads((Path(out) / capture.name / "report.json").read_text())
-    return {"wall": wall, "peak_gb": usage.ru_maxrss / 2**20, "seconds": report["seconds"]}
+        peak_gb = int(peak_file.read_text()) / 2**20
+    return {"wall": wall, "peak_gb": peak_gb, "seconds": report["seconds"], "runtime": runtime or "default"}

@@ -270,21 +270,22 @@ def report(domain: str, config: Any, runs: dict[str, list[dict]], agree: dict, d
 
 
 def report_command(commands: list[dict], references: list[float], domains: list[str]) -> None:
-    """The whole ``src/aif.py`` command (its own settings, default outputs) against the reference mode."""
-    walls = [c["wall"] for c in commands]
-    steps = sorted({key for c in commands for key in c["seconds"]})
-    print(f"\n### Whole `src/aif.py` command ({len(commands)} reps, interleaved with the runs above)\n")
-    print("| wall s median (min) | " + " | ".join(steps) + " | rest (imports, loading, writing) | peak GB |")
-    print("|---|" + "---|" * len(steps) + "---|---|")
-    seconds = {key: statistics.median(c["seconds"].get(key, 0.0) for c in commands) for key in steps}
-    rest = statistics.median(walls) - seconds.get("total", 0.0) - seconds.get("refocus_gif", 0.0) \
-        - seconds.get("write", 0.0) - seconds.get("load", 0.0)
-    print(f"| **{statistics.median(walls):.3g}** ({min(walls):.3g}) | "
-          + " | ".join(f"{seconds[key]:.3g}" for key in steps) + f" | {rest:.3g} | "
-          f"{max(c['peak_gb'] for c in commands):.2f} |")
-    print("\nReference mode / whole command (wall medians): "
-          + ", ".join(f"domain {d}: {ref / statistics.median(walls):.1f}x" for d, ref in zip(domains, references,
-                                                                                              strict=True)) + ".")
+    """The whole ``src/aif.py`` command (its own settings, default outputs) against the reference mode, a row
+    per ``--runtime`` it ran with."""
+    steps = ("load", "events", "search", "stack", "merge", "total", "refocus_gif", "write")
+    print(f"\n### Whole `src/aif.py` command ({len(commands)} runs, interleaved with the runs above)\n")
+    print("| runtime | runs | wall s median (min) | " + " | ".join(steps) + " | rest: imports, nets, report | "
+          "peak GB | reference mode / command |")
+    print("|---|---|---|" + "---|" * len(steps) + "---|---|---|")
+    for runtime in dict.fromkeys(c["runtime"] for c in commands):
+        runs = [c for c in commands if c["runtime"] == runtime]
+        wall = statistics.median(c["wall"] for c in runs)
+        seconds = {key: statistics.median(c["seconds"].get(key, 0.0) for c in runs) for key in steps}
+        rest = wall - sum(seconds[key] for key in ("load", "total", "refocus_gif", "write"))
+        ratios = ", ".join(f"{ref / wall:.1f}x ({domain})" for domain, ref in zip(domains, references, strict=True))
+        print(f"| {runtime} | {len(runs)} | **{wall:.3g}** ({min(c['wall'] for c in runs):.3g}) | "
+              + " | ".join(f"{seconds[key]:.3g}" for key in steps)
+              + f" | {rest:.3g} | {max(c['peak_gb'] for c in runs):.2f} | **{ratios}** |")
 
 
 def main() -> None:
@@ -300,6 +301,8 @@ def main() -> None:
     parser.add_argument("--command-repeats", type=int, default=0,
                         help="also time the whole src/aif.py command on --capture this many times (same nets, "
                              "written as a weights file; its own default settings and outputs)")
+    parser.add_argument("--command-runtimes", nargs="+", choices=RUNTIMES, default=None,
+                        help="time the command with each of these --runtime values (default: its default)")
     parser.add_argument("--seed", type=int, default=0, help="net initialisation")
     parser.add_argument("--residual-std", type=float, default=0.02,
                         help="std of EvRefocusNet.to_residual weights (0 at init: the identity)")
@@ -330,7 +333,7 @@ def main() -> None:
     refocus, merge = TimedNet(refocus_net, device), TimedNet(merge_net, device)
     params = [sum(p.numel() for p in net.parameters()) / 1e6 for net in (refocus_net, merge_net)]
     print(f"Sweep {sweep.name}: {sweep.height}x{sweep.width}, {len(sweep.events):,} events over "
-          f"{sweep.schedule.duration_us / 1e6:.3g} s ({time.perf_counter() - start:.3g} s to simulate); "
+          f"{sweep.schedule.duration_us / 1e6:.3g} s ({time.perf_counter() - start:.3g} s to build or read); "
           f"EvRefocusNet {params[0]:.3g} M (width {cfg.model.width}, {cfg.data.num_bins} bins), EvMergeNet "
           f"{params[1]:.3g} M (width {cfg.merge_model.width}); device {device}, {args.threads} threads; "
           f"to_residual std {args.residual_std}.")
@@ -338,6 +341,7 @@ def main() -> None:
     weights_dir = tempfile.TemporaryDirectory(prefix="bench_aif_")
     weights = write_weights(refocus_net, merge_net, cfg, Path(weights_dir.name)) if args.command_repeats else None
     commands: list[dict] = []
+    command_runtimes = args.command_runtimes or [None]
     references: list[float] = []  # the reference mode's wall seconds (measured medians or projected totals)
     for domain in args.domains:
         configs = {}
@@ -366,9 +370,10 @@ def main() -> None:
             if args.reference_repeats == 0:
                 units.append(unit_costs(refocus_net, sweep, crop, cfg.data.num_bins, args.unit_probes, device))
                 print(f"<!-- units rep {rep}: {units[-1]} -->", flush=True)
-            if weights is not None and len(commands) < args.command_repeats:
-                commands.append(time_command(weights, args.capture, args.device, args.threads))
-                print(f"<!-- command rep {len(commands) - 1}: {commands[-1]} -->", flush=True)
+            if weights is not None and len(commands) < args.command_repeats * len(command_runtimes):
+                for runtime in command_runtimes:
+                    commands.append(time_command(weights, args.capture, args.device, args.threads, runtime))
+                    print(f"<!-- command: {commands[-1]} -->", flush=True)
         if args.reference_repeats == 0:
             projection = project_reference(runs["batched"], units, configs["batched"].search.grid_size ** 2)
             report_projection(configs["batched"], runs["batched"], units, projection, device)
@@ -378,8 +383,9 @@ def main() -> None:
         agree = agreement(runs["batched"][0]["result"], runs["reference"][0]["result"], sweep,
                           configs["batched"])
         report(domain, configs["batched"], runs, agree, device)
-    while weights is not None and len(commands) < args.command_repeats:
-        commands.append(time_command(weights, args.capture, args.device, args.threads))
+    while weights is not None and len(commands) < args.command_repeats * len(command_runtimes):
+        for runtime in command_runtimes:
+            commands.append(time_command(weights, args.capture, args.device, args.threads, runtime))
     if commands:
         report_command(commands, references, args.domains)
     weights_dir.cleanup()

@@ -1,6 +1,10 @@
 """evfocus.inference, the library behind src/aif.py: inputs, the output folder, the report and the video."""
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import imageio.v3 as iio
@@ -106,3 +110,11 @@ def test_the_video_marks_the_sweep_position_and_loops(sweep, tmp_path):
     assert all(not np.array_equal(marked[i], marked[i + 1]) for i in range(3))
     write_gif(tmp_path / "v.gif", marked)
     assert iio.imread(tmp_path / "v.gif", index=None).shape[0] == 4
+
+
+def test_the_command_imports_torchmetrics_only_to_score_against_ground_truth():
+    code = "import sys, evfocus.inference.run; print('torchmetrics' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"

@@ -9,7 +9,6 @@ from typing import Any
 import torch
 
 from evfocus.inference.sources import SweepSource
-from evfocus.metrics import image_quality
 from evfocus.pipeline.aif import AIFResult, PipelineConfig
 from evfocus.pipeline.depth import depth_errors, depth_scores
 from evfocus.sweep import Sweep
@@ -19,6 +18,10 @@ def quality_metrics(sweep: Sweep, result: AIFResult) -> dict[str, Any] | None:
     """AIF and input-frame PSNR/SSIM (``metrics.image_quality``) and depth errors, when truth exists."""
     metrics: dict[str, Any] = {}
     if sweep.aif is not None:
+        # imported only when there is something to score: torchmetrics takes seconds to import (torchvision,
+        # scipy.signal), more than the rest of src/aif.py's start-up, and real captures have no ground truth
+        from evfocus.metrics import image_quality
+
         target = sweep.aif.cpu()
         metrics["aif"] = image_quality(result.aif.cpu(), target)
         metrics["input"] = image_quality(sweep.image.cpu(), target)
