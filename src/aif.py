@@ -2,7 +2,7 @@
 
     python src/aif.py [--ckpt RUN_DIR_OR_CKPT] --input CAPTURE_ROOT [MORE ...] --out DIR
         [--name NAME ...] [--device cuda|cpu] [--tile PX] [--grid N] [--max-slices S] [--frames F]
-        [--video slices|refocus] [--runtime torch|channels_last|bf16]
+        [--video slices|refocus] [--runtime torch|channels_last|bf16_stack|bf16]
         [--sim-size HxW]
 
 ``--input`` takes any mix of:
@@ -93,10 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "each: about 2 s per 260x346 frame at paper size on 2 CPU cores, so ~70 s for "
                              "32 frames, more than the whole pipeline")
     parser.add_argument("--runtime", choices=RUNTIMES, default=None,
-                        help="how the nets run (default: the checkpoint's pipeline.runtime): 'torch' plain, "
-                             "'channels_last' NHWC convolutions (same results up to float rounding), 'bf16' "
-                             "channels_last with bfloat16 convolutions (faster again; results move, see "
-                             "benchmarks/RESULTS.md)")
+                        help="how the nets run (default: the checkpoint's pipeline.runtime, channels_last): "
+                             "'torch' plain, 'channels_last' NHWC convolutions (same results up to float "
+                             "rounding), 'bf16_stack' also bfloat16 convolutions in the stack and the merge "
+                             "(same search decisions, the images move slightly), 'bf16' bfloat16 in the search "
+                             "too (fastest; a few decisions move): benchmarks/RESULTS.md")
     parser.add_argument("--sim-size", type=parse_size, default=None, metavar="HxW", help="render sim: inputs at HxW")
     return parser
 

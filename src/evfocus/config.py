@@ -229,7 +229,8 @@ class PipelineSettings:
     merge_window_fraction: float = 0.015625  # merge events: ± this fraction of the sweep per slice
     slices_per_batch: int | None = None  # full-image refocus batch; None: 1 on CPU, 8 on a GPU
     tile_px: int | None = None
-    # how the nets run (models/runtime.py): torch, channels_last (the default: same decisions, faster on CPU) or bf16
+    # how the nets run (models/runtime.py): torch, channels_last (the default: same decisions, faster on CPU),
+    # bf16_stack or bf16
     runtime: str = "channels_last"
     eval_sweeps: int | None = None  # AIF-evaluate the first N test sweeps only (None: all)
 
@@ -287,7 +288,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "merge_model.norm": ("group", "batch", "none"),
     "pipeline.search.domain": ("time", "events"),
     "pipeline.search.sharpness": ("variance", "gradient"),
-    "pipeline.runtime": ("torch", "channels_last", "bf16"),
+    "pipeline.runtime": ("torch", "channels_last", "bf16_stack", "bf16"),
     "stack.slice_source": ("oracle", "search"),
 }
 

@@ -2,8 +2,10 @@
 
 On this project's CPUs (AVX-512, bf16 instructions) oneDNN convolutions run faster on NHWC tensors than on
 NCHW ones, and faster again in bf16 (benchmarks/RESULTS.md). ``channels_last`` changes only the order of
-float32 sums, so the results move by rounding; ``bf16`` computes the convolutions in bfloat16 (8 bits of
-mantissa), a documented trade of exactness for speed. ``torch`` is the plain fallback.
+float32 sums, so the results move by rounding. ``bf16`` computes the convolutions in bfloat16 (8 bits of
+mantissa) everywhere, which moves a few search decisions; ``bf16_stack`` only where no decision is taken
+(the stack's full-image passes and the merge), so the search stays float32 and finds the same slices.
+Both are documented trades of exactness for speed. ``torch`` is the plain fallback.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-Runtime = Literal["torch", "channels_last", "bf16"]
-RUNTIMES: tuple[Runtime, ...] = ("torch", "channels_last", "bf16")
+Runtime = Literal["torch", "channels_last", "bf16_stack", "bf16"]
+RUNTIMES: tuple[Runtime, ...] = ("torch", "channels_last", "bf16_stack", "bf16")
+Step = Literal["search", "stack", "merge"]
+BF16_STEPS: dict[str, tuple[Step, ...]] = {"bf16_stack": ("stack", "merge"), "bf16": ("search", "stack", "merge")}
 
 
 def check_runtime(runtime: str) -> None:
@@ -55,8 +59,9 @@ def _format_of(net: nn.Module) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def autocast(runtime: Runtime, device: torch.device) -> AbstractContextManager:
-    """A context for the network calls: bf16 autocast for ``runtime="bf16"``, nothing otherwise (reusable
-    one ``with`` after another)."""
+def autocast(runtime: Runtime, device: torch.device, step: Step) -> AbstractContextManager:
+    """A context for one pipeline step's network calls: bf16 autocast where ``runtime`` runs that step in
+    bf16, nothing otherwise."""
     check_runtime(runtime)
-    return torch.autocast(device.type, dtype=torch.bfloat16) if runtime == "bf16" else nullcontext()
+    in_bf16 = step in BF16_STEPS.get(runtime, ())
+    return torch.autocast(device.type, dtype=torch.bfloat16) if in_bf16 else nullcontext()

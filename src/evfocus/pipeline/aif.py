@@ -55,7 +55,7 @@ class PipelineConfig:
     tile_px: int | None = None
     tile_overlap_px: int = 16
     mode: PipelineMode = "batched"
-    runtime: Runtime = "torch"  # how the nets run (models.runtime): "torch", "channels_last" or "bf16"
+    runtime: Runtime = "torch"  # how the nets run (models.runtime): torch, channels_last, bf16_stack or bf16
 
     def __post_init__(self) -> None:
         if self.mode not in ("batched", "reference"):
@@ -230,7 +230,6 @@ class AIFPipeline:
 
     def _run(self, sweep: Sweep, device: torch.device) -> AIFResult:
         cfg = self.config
-        nets = autocast(cfg.runtime, device)  # the search, stack and merge nets only: the rest stays float32
         seconds: dict[str, float] = {}
         started = time.perf_counter()
         schedule = sweep.schedule
@@ -243,14 +242,14 @@ class AIFPipeline:
         seconds["events"] = _lap(started, device)
 
         mark = time.perf_counter()
-        with nets:
+        with autocast(cfg.runtime, device, "search"):  # the nets' steps only: the rest stays float32
             search, slice_times = find_slices(image, float(sweep.image_time_us), focal_stack, refocus, cfg.search,
                                               cfg.max_slices, cfg.mode)
         seconds["search"] = _lap(mark, device)
 
         mark = time.perf_counter()
         slices_per_batch = 1 if cfg.mode == "reference" else cfg.slices_per_batch  # the reference: one at a time
-        with nets:
+        with autocast(cfg.runtime, device, "stack"):
             stack, calls = refocus_stack(refocus, image, sweep.image_time_us, focal_stack, slice_times,
                                          cfg.search.num_bins, slices_per_batch, cfg.tile_px, cfg.tile_overlap_px)
         seconds["stack"] = _lap(mark, device)
@@ -262,7 +261,7 @@ class AIFPipeline:
             merged = gradient_energy_merge(stack[None])
             aif, weights = merged.image[0], merged.weights[0]
         else:
-            with nets:
+            with autocast(cfg.runtime, device, "merge"):
                 joined = run_tiled(lambda s, e: _merge_joined(self.merge, s, e), [stack[None], slice_events[None]],
                                    cfg.tile_px, cfg.tile_overlap_px)[0]
             aif, weights = joined[:image.shape[0]].float(), joined[image.shape[0]:].float()
