@@ -11,7 +11,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from evfocus.inference.sources import InputError
+from evfocus.inference.sweep_source import InputError
 from evfocus.pipeline.aif import AIFResult
 from evfocus.pipeline.depth import normalised_diopter
 from evfocus.sweep import Sweep

@@ -19,7 +19,7 @@ from evfocus.events.io import EventFileError
 from evfocus.events.stream import EventStreamError
 from evfocus.inference.outputs import staged_folder, write_images
 from evfocus.inference.report import build_report, jsonable
-from evfocus.inference.sources import InputError, SweepSource
+from evfocus.inference.sweep_source import InputError, SweepSource
 from evfocus.inference.video import GIF_FRAME_MS, position_strip, refocus_frames, write_gif
 from evfocus.optics import OpticsError
 from evfocus.pipeline.aif import AIFPipeline, PipelineConfig
