@@ -1,4 +1,5 @@
-"""LightningDataModule for simulated focal sweeps (training stream + fixed val/test sets)."""
+"""LightningDataModule: simulated focal sweeps (training stream + fixed val/test sets), real captures for test
+and predict (``data.captures``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import lightning as L
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from evfocus.config import ConfigError
+from evfocus.data.capture_set import CaptureSet
 from evfocus.data.simulated import EvalRefocusSet, SimulatedRefocusStream, build_eval_sweeps
 from evfocus.sweep import Sweep
 
@@ -29,7 +32,8 @@ class SimulatedSweepDataModule(L.LightningDataModule):
 
     Training samples are refocus pairs (stage ``refocus``) or focal-stack crops (``merge``,
     ``joint``). Validation: refocus pairs for the refocus stage, whole sweeps through the AIF
-    pipeline for the others. Test, every stage: [refocus pairs, whole sweeps].
+    pipeline for the others. Test, every stage: [refocus pairs, whole sweeps] and, with
+    ``data.captures.root``, the captures as a third loader; predict: the captures alone.
     """
 
     def __init__(self, cfg: DictConfig) -> None:
@@ -38,6 +42,7 @@ class SimulatedSweepDataModule(L.LightningDataModule):
         self.train_set: SimulatedRefocusStream | None = None
         self.eval_sweeps: dict[str, list[Sweep]] = {}
         self.eval_sets: dict[str, EvalRefocusSet] = {}
+        self.capture_set: CaptureSet | None = None
 
     def prepare_data(self) -> None:
         """Generate and cache the fixed eval sweeps once (rank 0), before any rank loads them."""
@@ -54,6 +59,9 @@ class SimulatedSweepDataModule(L.LightningDataModule):
             if split not in self.eval_sets:
                 self.eval_sweeps[split] = build_eval_sweeps(self.cfg, split, self.cfg.seed)
                 self.eval_sets[split] = EvalRefocusSet(self.cfg, self.eval_sweeps[split], split, self.cfg.seed)
+        captures = self.cfg.data.captures
+        if stage in ("test", "predict", None) and captures.root and self.capture_set is None:
+            self.capture_set = CaptureSet(list(captures.root), captures.on_error, captures.event_format)
 
     def set_epoch(self, epoch: int, batches_done: int = 0) -> None:
         if self.train_set is not None:
@@ -77,5 +85,14 @@ class SimulatedSweepDataModule(L.LightningDataModule):
             return self._eval_loader("val")
         return self._sweep_loader("val")
 
+    def _capture_loader(self) -> DataLoader:
+        return DataLoader(self.capture_set, batch_size=1, shuffle=False, collate_fn=_single)
+
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._eval_loader("test"), self._sweep_loader("test", self.cfg.pipeline.eval_sweeps)]
+        loaders = [self._eval_loader("test"), self._sweep_loader("test", self.cfg.pipeline.eval_sweeps)]
+        return loaders + ([self._capture_loader()] if self.capture_set is not None else [])
+
+    def predict_dataloader(self) -> DataLoader:
+        if self.capture_set is None:
+            raise ConfigError("predict runs on real captures: set data.captures.root (capture folders or files)")
+        return self._capture_loader()

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from evfocus.data.captures import list_captures, read_capture
+from evfocus.data.capture_set import capture_of_file
+from evfocus.data.captures import CaptureError, list_captures, read_capture
 from evfocus.inference.event_file import CaptureOptions, event_file_source
 from evfocus.inference.sweep_source import InputError, SweepSource
 from evfocus.sim.simulator import SweepSimulator
 
-CAPTURE_SUBFOLDERS = ("blurry", "events", "meta", "aif", "depth")
 SIM_PATTERN = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
 
@@ -65,14 +65,11 @@ def folder_sources(root: Path, names: list[str] | None, event_format: str | None
 
 def file_source(path: Path, event_format: str | None) -> SweepSource:
     """``ROOT/<blurry|events|meta|aif|depth>/<name>.*`` → that capture of ROOT."""
-    if path.parent.name not in CAPTURE_SUBFOLDERS:
-        raise InputError(f"{path}: not a capture folder or a capture file (expected ROOT, ROOT/blurry/<name>.png, "
-                         "ROOT/events/<name>.<ext>, an event file with --image FRAME, or sim:SEEDS)")
-    root, name = path.parent.parent, path.stem
-    if name not in list_captures(root):
-        raise InputError(f"{path}: {root} has no capture '{name}' "
-                         f"(needs blurry/{name}.png and events/{name}.<ext>)")
-    return capture_source(root, name, event_format)
+    try:
+        entry = capture_of_file(path)
+    except CaptureError as error:
+        raise InputError(f"{error}; an event file elsewhere needs --image FRAME; or sim:SEEDS") from None
+    return capture_source(entry.root, entry.name, event_format)
 
 
 def resolve_inputs(inputs: list[str], names: list[str] | None, cfg: DictConfig,
