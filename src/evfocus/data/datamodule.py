@@ -1,5 +1,5 @@
-"""LightningDataModule: simulated focal sweeps (training stream + fixed val/test sets), real captures for test
-and predict (``data.captures``)."""
+"""LightningDataModule: the training stream (simulated on the fly, or pre-rendered shards: ``data.source``),
+fixed simulated val/test sets, real captures for test and predict (``data.captures``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from evfocus.config import ConfigError
 from evfocus.data.capture_set import CaptureSet
+from evfocus.data.shards import StreamingDataLoader, StreamingDataset, shard_dataset, shard_loader
 from evfocus.data.simulated import EvalRefocusSet, SimulatedRefocusStream, build_eval_sweeps
 from evfocus.sweep import Sweep
 
@@ -28,18 +29,24 @@ def _single(batch: list[Any]) -> Any:
 
 
 class SimulatedSweepDataModule(L.LightningDataModule):
-    """Streams freshly simulated samples; validates/tests on cached held-out sweeps.
+    """Streams freshly simulated samples (or shards); validates/tests on cached held-out sweeps.
 
     Training samples are refocus pairs (stage ``refocus``) or focal-stack crops (``merge``,
     ``joint``). Validation: refocus pairs for the refocus stage, whole sweeps through the AIF
     pipeline for the others. Test, every stage: [refocus pairs, whole sweeps] and, with
     ``data.captures.root``, the captures as a third loader; predict: the captures alone.
+
+    With ``data.source: shards`` the position in the shard stream (litdata's loader state) is part of the
+    Lightning checkpoint (``state_dict``/``load_state_dict``, which Lightning calls on save and restore) and is
+    given back to the loader when it is made, so a resumed run continues the stream, at an epoch's end too.
     """
 
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.train_set: SimulatedRefocusStream | None = None
+        self.train_set: SimulatedRefocusStream | StreamingDataset | None = None
+        self.train_loader: StreamingDataLoader | None = None
+        self.shard_position: dict[str, Any] | None = None  # restored from a checkpoint, for the next loader
         self.eval_sweeps: dict[str, list[Sweep]] = {}
         self.eval_sets: dict[str, EvalRefocusSet] = {}
         self.capture_set: CaptureSet | None = None
@@ -53,7 +60,8 @@ class SimulatedSweepDataModule(L.LightningDataModule):
         world_size = self.trainer.world_size if self.trainer is not None else 1
         if stage in ("fit", None) and self.train_set is None:
             kind = "refocus" if self.cfg.stage == "refocus" else "stack"
-            self.train_set = SimulatedRefocusStream(self.cfg, self.cfg.seed, world_size, kind=kind)
+            self.train_set = (shard_dataset(self.cfg) if self.cfg.data.source == "shards"
+                              else SimulatedRefocusStream(self.cfg, self.cfg.seed, world_size, kind=kind))
         splits = {"fit": ("val",), "validate": ("val",), "test": ("test",), None: ("val", "test")}
         for split in splits.get(stage, ()):
             if split not in self.eval_sets:
@@ -64,11 +72,24 @@ class SimulatedSweepDataModule(L.LightningDataModule):
             self.capture_set = CaptureSet(list(captures.root), captures.on_error, captures.event_format)
 
     def set_epoch(self, epoch: int, batches_done: int = 0) -> None:
-        if self.train_set is not None:
+        """The simulated stream's seeds follow the trainer's epoch; litdata's loader counts its own."""
+        if isinstance(self.train_set, SimulatedRefocusStream):
             self.train_set.set_epoch(epoch, batches_done)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"shards": self.train_loader.state_dict()} if self.train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.shard_position = state_dict.get("shards")
 
     def train_dataloader(self) -> DataLoader:
         data = self.cfg.data
+        if isinstance(self.train_set, StreamingDataset):
+            self.train_loader = shard_loader(self.cfg, self.train_set)
+            if self.shard_position is not None:
+                self.train_loader.load_state_dict(self.shard_position)
+                self.shard_position = None
+            return self.train_loader
         return DataLoader(self.train_set, batch_size=data.batch_size, num_workers=data.num_workers,
                           worker_init_fn=ignore_sigint_in_worker,
                           persistent_workers=data.persistent_workers and data.num_workers > 0)
