@@ -34,8 +34,9 @@ def samples_per_second(module: SimulatedSweepDataModule, samples: int) -> float:
     started, seen = time.perf_counter(), 0
     while seen < samples:
         seen += len(next(loader)["image"])
-    del loader  # stops the workers (not persistent: see main)
-    return seen / (time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    del loader  # stops the workers (not persistent: see main), outside the timing
+    return seen / seconds
 
 
 def loader_module(cfg, source: str) -> SimulatedSweepDataModule:
