@@ -11,15 +11,18 @@ Per input it prints a Markdown table row per method: ``pipeline`` (the checkpoin
 network, no ground truth), and the input frame; AIF gain = PSNR(result, truth) − PSNR(frame, truth),
 data range 1, full RGB image; depth AbsRel over every pixel with ground truth and over the confident
 ones. ``--contrasts`` adds integration at fixed contrasts (diagnosis: the best of them needs the
-ground truth to pick).
+ground truth to pick). ``--json FILE`` also writes every row (per sweep and mean) as JSON: the model
+card's scores (``weights/README.md``) come from it, and ``tests/test_shipped_weights.py`` checks them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
@@ -58,6 +61,7 @@ def main() -> None:
     parser.add_argument("--sim-sweeps", type=int, default=16, help="sweeps per sim:K1 input")
     parser.add_argument("--contrasts", type=float, nargs="*", default=[], help="also integration at these c")
     parser.add_argument("--per-sweep", action="store_true", help="a row per sweep, not only the mean")
+    parser.add_argument("--json", type=Path, help="also write every row to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = load_stage_checkpoint(args.ckpt)
@@ -66,6 +70,7 @@ def main() -> None:
     print(f"checkpoint {checkpoint.path} (stage {checkpoint.stage}), grid {cfg.pipeline.search.grid_size}")
     print("| input | sweep | method | contrast | AIF gain (dB) | depth AbsRel | AbsRel confident (share) |")
     print("|---|---|---|---|---|---|---|")
+    report = {"checkpoint": str(checkpoint.path), "grid_size": cfg.pipeline.search.grid_size, "inputs": {}}
     for text in args.input:
         scores = defaultdict(list)
         for sweep in sweeps_of(text, cfg, args.sim_sweeps):
@@ -79,16 +84,29 @@ def main() -> None:
                 gain = image_quality(result.aif, sweep.aif)["psnr"] - frame_psnr
                 row = (gain, depth["abs_rel"], depth["abs_rel_confident"], depth["confident_fraction"], result.contrast)
                 scores[method].append(row)
+                report["inputs"].setdefault(text, {}).setdefault(sweep.name, {})[method] = as_record([row])
                 if args.per_sweep:
                     print_row(text, sweep.name, method, [row])
         for method, rows in scores.items():
             print_row(text, f"mean of {len(rows)}", method, rows)
+            report["inputs"][text].setdefault("mean", {})[method] = as_record(rows)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def mean_columns(rows: list[tuple]) -> list[float | None]:
+    """Column means over sweeps, ignoring ``None`` (no confident pixels, no contrast)."""
+    return [statistics.mean(v for v in column if v is not None) if any(v is not None for v in column) else None
+            for column in zip(*rows, strict=True)]
+
+
+def as_record(rows: list[tuple]) -> dict[str, float | None]:
+    names = ("aif_gain_db", "depth_abs_rel", "depth_abs_rel_confident", "confident_fraction", "contrast")
+    return dict(zip(names, mean_columns(rows), strict=True))
 
 
 def print_row(text: str, sweep: str, method: str, rows: list[tuple]) -> None:
-    mean = [statistics.mean(v for v in column if v is not None) if any(v is not None for v in column) else None
-            for column in zip(*rows, strict=True)]
-    gain, abs_rel, confident, share, contrast = mean
+    gain, abs_rel, confident, share, contrast = mean_columns(rows)
     contrast_text = "—" if contrast is None else f"{contrast:.3f}"
     confident_text = "—" if confident is None else f"{confident:.3f} ({share:.0%})"
     print(f"| {text} | {sweep} | {method} | {contrast_text} | {gain:+.2f} | {abs_rel:.3f} | {confident_text} |",

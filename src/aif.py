@@ -3,7 +3,9 @@
     python src/aif.py [--ckpt RUN_DIR_OR_CKPT] --input CAPTURE_ROOT [MORE ...] --out DIR
         [--name NAME ...] [--device cuda|cpu] [--tile PX] [--grid N] [--max-slices S] [--frames F]
         [--video slices|refocus] [--runtime torch|channels_last|bf16_stack|bf16]
-        [--sim-size HxW]
+        [--sim-size HxW] [--format FORMAT]
+    python src/aif.py ... --input EVENTS --image FRAME [--meta FILE] [--sweep-us START END]
+        [--focus-m NEAR FAR] [--image-time-us T] [--polarity-flip] --out DIR
 
 ``--input`` takes any mix of:
 
@@ -11,6 +13,11 @@
   ``meta/<name>.json``, optional ``aif/`` and ``depth/`` ground truth): every capture in it, or only
   the ``--name`` ones;
 - one capture's file, e.g. ``ROOT/blurry/<name>.png`` or ``ROOT/events/<name>.npy``;
+- one event file of any format ``evfocus.events.formats`` reads (.npy, .npz, .txt, E2VID/DSEC/Prophesee
+  HDF5, .aedat4, Prophesee .raw/.dat) with its frame ``--image FRAME``; its meta (the keys of a capture's
+  ``meta/<name>.json``) comes from ``--meta FILE``, else ``EVENTS``' sidecar (``rec.json``/``rec.yaml`` or
+  ``rec.raw.json`` beside ``rec.raw``), and the flags ``--sweep-us``, ``--focus-m``, ``--image-time-us``,
+  ``--polarity-flip`` add to it or win over it (the frame time defaults to the sweep start);
 - ``sim:SEEDS`` (``sim:1``, ``sim:0-3``, ``sim:1,5,7``): test-split sweeps of the checkpoint's own
   simulator (``--sim-size HxW`` renders them at another size).
 
@@ -44,6 +51,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from tqdm import tqdm
 
+from evfocus.events.formats import FORMATS
+from evfocus.inference.event_file import CaptureOptions, meta_flags
 from evfocus.inference.report import summary_line
 from evfocus.inference.run import INPUT_ERRORS, load_model, pick_device, process, with_pipeline_overrides
 from evfocus.inference.sources import InputError, resolve_inputs
@@ -99,7 +108,25 @@ def build_parser() -> argparse.ArgumentParser:
                              "(same search decisions, the images move slightly), 'bf16' bfloat16 in the search "
                              "too (fastest; a few decisions move): benchmarks/RESULTS.md")
     parser.add_argument("--sim-size", type=parse_size, default=None, metavar="HxW", help="render sim: inputs at HxW")
+    parser.add_argument("--format", choices=sorted(FORMATS), default=None,
+                        help="the event files' format (default: detected from content, then suffix)")
+    single = parser.add_argument_group("one event file (--input EVENTS)")
+    single.add_argument("--image", type=Path, default=None, metavar="FRAME", help="the conventional frame (PNG)")
+    single.add_argument("--meta", type=Path, default=None, metavar="FILE",
+                        help="meta JSON/YAML (default: EVENTS' sidecar, e.g. rec.json beside rec.raw)")
+    single.add_argument("--sweep-us", type=int, nargs=2, default=None, metavar=("START", "END"),
+                        help="sweep start and end, µs on the events' clock")
+    single.add_argument("--focus-m", type=float, nargs=2, default=None, metavar=("NEAR", "FAR"),
+                        help="focus distance at the sweep's start and end, metres (linear in diopters)")
+    single.add_argument("--image-time-us", type=int, default=None, metavar="T",
+                        help="the frame's moment (default: the sweep start)")
+    single.add_argument("--polarity-flip", action="store_true", help="negate every event (ON/OFF reversed)")
     return parser
+
+
+def capture_options(args: argparse.Namespace) -> CaptureOptions:
+    return CaptureOptions(args.format, args.image, args.meta,
+                          meta_flags(args.sweep_us, args.focus_m, args.image_time_us, args.polarity_flip))
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -120,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         check_options(args)
         device = pick_device(args.device)
         model = load_model(args.ckpt, device)
-        sources = resolve_inputs(args.input, args.name, model.checkpoint.cfg, args.sim_size)
+        sources = resolve_inputs(args.input, args.name, model.checkpoint.cfg, args.sim_size, capture_options(args))
         cfg = with_pipeline_overrides(model.checkpoint.cfg, args.grid, args.max_slices, args.tile, args.runtime)
         print(f"checkpoint {model.checkpoint.path} (stage {model.checkpoint.stage}, merge {model.merge_name}), "
               f"{len(sources)} sweep(s) on {device}", file=sys.stderr)

@@ -9,9 +9,10 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from event_files import EVT3_HEADER, dat_bytes, evt3_words, raw_bytes
 from samples import shared_samples
 
-from evfocus.data.captures import CaptureError, list_captures, read_capture
+from evfocus.data.captures import CaptureError, list_captures, read_capture, read_event_file
 from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.io import EventFileError, MissingFileError
 from evfocus.optics import FocusSchedule
@@ -136,7 +137,8 @@ def test_capture_size_mismatch_names_both_files(tmp_path: Path) -> None:
     events = ROWS.copy()
     events[2, 1] = 5  # x = 5 on a 5-pixel-wide image
     root = make_capture(tmp_path, rgb(), events=events)
-    with pytest.raises(EventFileError, match=r"events/c\.npy does not fit the image .*blurry/c\.png"):
+    message = r"events/c\.npy: .x. spans \[0, 5\] but the sensor is 5x3.*the size of the image .*blurry/c\.png"
+    with pytest.raises(EventFileError, match=message):
         read_capture(root, "c")
 
 
@@ -208,3 +210,120 @@ def test_capture_meta_must_be_a_json_object(tmp_path: Path) -> None:
     (root / "meta" / "c.json").write_text("[1, 2]")
     with pytest.raises(CaptureError, match=r"c\.json: the top level must be a JSON object"):
         read_capture(root, "c")
+
+
+# ---------------------------------------------------------------------------------- other formats, meta keys
+def write_events_as(root: Path, name: str, suffix: str, events: np.ndarray = ROWS) -> Path:
+    """``ROWS`` rewritten as events/<name><suffix> (replacing the .npy)."""
+    (root / "events" / f"{name}.npy").unlink()
+    path = root / "events" / f"{name}{suffix}"
+    t, x, y, p = (events[:, i].astype(np.int64) for i in range(4))
+    if suffix == ".txt":
+        path.write_text("5 3\n" + "\n".join(f"{a} {b} {c} {d}" for a, b, c, d in events.tolist()))
+    elif suffix == ".npz":
+        np.savez(path, t=t, x=x, y=y, p=p)
+    elif suffix == ".raw":
+        path.write_bytes(raw_bytes(EVT3_HEADER, evt3_words(t, x, y, p), 5, 3))
+    elif suffix == ".dat":
+        path.write_bytes(dat_bytes(t, x, y, p, 5, 3))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".npz", ".raw", ".dat"])
+def test_capture_events_in_other_formats_read_like_npy(tmp_path: Path, suffix: str) -> None:
+    reference = read_capture(make_capture(tmp_path / "npy", rgb()), "c")
+    root = make_capture(tmp_path / "other", rgb(), meta={**META, **({"event_time_unit": "us"} if suffix == ".npz"
+                                                                   else {})})
+    events_path = write_events_as(root, "c", suffix)
+    assert list_captures(root) == ["c"]
+    sweep = read_capture(root, "c")
+    for column in ("t_us", "x", "y", "p"):
+        assert torch.equal(getattr(sweep.events, column), getattr(reference.events, column))
+    assert sweep.meta["files"]["events"] == str(events_path)
+    assert sweep.meta["event_format"] == {".raw": "evt3"}.get(suffix, suffix[1:])
+
+
+def test_capture_polarity_flip_and_format_override(tmp_path: Path) -> None:
+    root = make_capture(tmp_path, rgb(), meta={**META, "polarity_flip": True})
+    sweep = read_capture(root, "c")
+    assert sweep.events.p.tolist() == [-1, 1, -1, 1] and sweep.meta["flip_polarity"] is True
+    assert "negated" in sweep.meta["polarity"]
+    path = write_events_as(root, "c", ".txt")
+    path.rename(path.with_suffix(".events"))  # a suffix nothing knows; the content still tells
+    assert read_capture(root, "c").meta["event_format"] == "txt"
+    with pytest.raises(EventFileError, match=r"c\.events.*npz"):
+        read_capture(root, "c", event_format="npz")
+    root_yaml = make_capture(tmp_path / "y", rgb(), meta=None)
+    yaml_lines = [f"{key}: {value}" for key, value in {**META, "event_format": "dat"}.items()]
+    (root_yaml / "meta" / "c.yaml").write_text("\n".join(yaml_lines))
+    with pytest.raises(EventFileError, match=r"events/c\.npy"):
+        read_capture(root_yaml, "c")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"polarity_flip": "yes"}, "'polarity_flip' must be true or false"),
+    ({"sensor": [5]}, r"'sensor' must be \[width, height\]"),
+    ({"sensor": {"width": 0, "height": 3}}, r"'sensor.width' must be a whole number of pixels"),
+    ({"sensor": [6, 3]}, r"'sensor' is 3x6 \(HxW\) but .*blurry/c\.png is 3x5.*'registration'"),
+    ({"crop": [0, 0, 4, 5]}, r"'crop' \[0, 0, 4, 5\] .* reaches beyond the 3x5"),
+    ({"crop": {"top": 0, "left": -1, "height": 1, "width": 1}}, r"'crop.left' must be a whole number"),
+    ({"registration": [[1, 0, 0]]}, r"'registration' must be a 2x3 affine or 3x3 homography"),
+    ({"registration": [[1, 0, float("nan")], [0, 1, 0]]}, r"'registration' must be"),
+    ({"event_format": "mp4"}, r"'event_format' must be one of \['npy'"),
+    ({"event_time_unit": "fortnight"}, r"'event_time_unit' must be one of"),
+])
+def test_capture_bad_new_meta_keys_name_file_and_key(tmp_path: Path, change: dict, message: str) -> None:
+    root = make_capture(tmp_path, rgb(), meta={**META, **change})
+    with pytest.raises(CaptureError, match=message) as info:
+        read_capture(root, "c")
+    assert "meta/c.json" in str(info.value)
+
+
+def test_capture_crop_events_and_frame_alike(tmp_path: Path) -> None:
+    root = make_capture(tmp_path, rgb(), meta={**META, "crop": [1, 2, 2, 3]})
+    iio.imwrite(root / "aif" / "c.png", rgb(1))
+    np.save(root / "depth" / "c.npy", np.arange(15, dtype=np.float32).reshape(3, 5) + 1)
+    sweep = read_capture(root, "c")
+    assert sweep.image.shape == (3, 2, 3) and (sweep.events.width, sweep.events.height) == (3, 2)
+    np.testing.assert_array_equal(sweep.image.permute(1, 2, 0).numpy(), rgb()[1:3, 2:5] / np.float32(255))
+    np.testing.assert_array_equal(sweep.depth_m[0].numpy(), np.arange(15).reshape(3, 5)[1:3, 2:5] + 1)
+    assert sweep.aif.shape == (3, 2, 3)
+    # ROWS: (t, x, y, p) = (10,0,0,1) (12,3,1,0) (12,4,2,1) (30,1,2,0); inside x 2..4, y 1..2: the 2nd and 3rd
+    assert sweep.events.t_us.tolist() == [12, 12] and sweep.events.x.tolist() == [1, 2]
+    assert sweep.events.y.tolist() == [0, 1] and sweep.meta["crop"] == [1, 2, 2, 3]
+    assert sweep.meta["sensor"] == {"width": 5, "height": 3}
+
+
+@pytest.mark.parametrize("matrix", [[[1, 0, 1], [0, 1, 0]], [[1, 0, 1], [0, 1, 0], [0, 0, 1]]])
+def test_capture_registration_warps_frame_and_truth_onto_the_sensor(tmp_path: Path, matrix) -> None:
+    """A frame camera one pixel left of a 6-wide sensor: frame column i is sensor column i + 1."""
+    grey = (np.arange(15, dtype=np.uint8).reshape(3, 5) + 1) * 10
+    root = make_capture(tmp_path, grey, meta={**META, "sensor": {"width": 6, "height": 3}, "registration": matrix})
+    np.save(root / "depth" / "c.npy", np.full((3, 5), 2.0, np.float32))
+    events = ROWS.copy()
+    events[0, 1] = 5  # x = 5 exists on the 6-wide sensor only
+    np.save(root / "events" / "c.npy", events)
+    sweep = read_capture(root, "c")
+    assert sweep.image.shape == (3, 3, 6) and sweep.events.width == 6
+    np.testing.assert_allclose(sweep.image[0, :, 1:].numpy(), grey / 255, atol=1e-6)
+    assert float(sweep.image[:, :, 0].abs().max()) == 0
+    assert torch.isinf(sweep.depth_m[0, :, 0]).all() and (sweep.depth_m[0, :, 1:] == 2.0).all()
+    assert sweep.meta["registration"] == [[float(v) for v in row] for row in matrix]
+
+
+def test_capture_with_two_event_files_is_refused(tmp_path: Path) -> None:
+    root = make_capture(tmp_path, rgb())
+    (root / "events" / "c.npz").write_bytes(b"")
+    with pytest.raises(CaptureError, match=r"events: 2 event files for one capture, \['c\.npy', 'c\.npz'\]"):
+        read_capture(root, "c")
+
+
+def test_read_event_file_with_flags_meta(tmp_path: Path) -> None:
+    root = make_capture(tmp_path, rgb(), meta=None)
+    meta = {"sweep_start_us": 5, "sweep_end_us": 100, "focus_start_m": 0.3, "focus_end_m": 5.0}
+    sweep = read_event_file(root / "events" / "c.npy", root / "blurry" / "c.png", meta, "flags")
+    assert sweep.name == "c" and sweep.image_time_us == 5 and sweep.schedule == FocusSchedule(5, 100, 0.3, 5.0)
+    assert sweep.meta["files"] == {"image": str(root / "blurry" / "c.png"), "events": str(root / "events" / "c.npy")}
+    with pytest.raises(CaptureError, match=r"flags: missing key\(s\) \['focus_start_m'\]"):
+        read_event_file(root / "events" / "c.npy", root / "blurry" / "c.png",
+                        {k: v for k, v in meta.items() if k != "focus_start_m"}, "flags")

@@ -116,6 +116,26 @@ class SimConfig:
 
 
 @dataclass
+class CapturesConfig:
+    """Real captures for the test and predict loaders (data/capture_set.py); empty: none."""
+
+    # capture folders (every capture in each) or capture files (ROOT/blurry/<name>.png, ROOT/events/<name>.<ext>)
+    root: list[str] = field(default_factory=list)
+    on_error: str = "stop"  # "skip": report a bad capture and go on with the rest
+    event_format: str | None = None  # events.formats.FORMATS name for every capture (None: detected)
+
+
+@dataclass
+class ShardsConfig:
+    """Pre-rendered training sweeps (``python -m evfocus.data.export``), streamed with litdata."""
+
+    dir: str | None = None  # the export's --out: a local folder or s3://bucket/prefix
+    shuffle: bool = True
+    cache_dir: str | None = None  # where litdata caches remote chunks (None: its default)
+    max_cache_size: str = "50GB"
+
+
+@dataclass
 class DataConfig:
     crop_size: int = 96
     num_bins: int = 16
@@ -134,6 +154,10 @@ class DataConfig:
     # model.contrast: train on each sweep's true best contrast × exp(jitter·N(0,1)) instead of the
     # self-calibration's estimate (data/contrast_fields.teach_contrast); null: the estimate itself
     contrast_teacher_jitter: float | None = None
+    # the training stream: "simulate" renders sweeps on the fly; "shards" streams data.shards.dir
+    source: str = "simulate"
+    shards: ShardsConfig = field(default_factory=ShardsConfig)
+    captures: CapturesConfig = field(default_factory=CapturesConfig)
 
 
 @dataclass
@@ -290,6 +314,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "pipeline.search.sharpness": ("variance", "gradient"),
     "pipeline.runtime": ("torch", "channels_last", "bf16_stack", "bf16"),
     "stack.slice_source": ("oracle", "search"),
+    "data.source": ("simulate", "shards"),
+    "data.captures.on_error": ("stop", "skip"),
 }
 
 RANGES = (
@@ -448,6 +474,9 @@ def validate(cfg: DictConfig) -> None:
     jitter = cfg.data.contrast_teacher_jitter
     if jitter is not None and jitter < 0:
         raise ConfigError(f"data.contrast_teacher_jitter: must be >= 0 (or null), got {jitter}")
+    if cfg.data.source == "shards" and not cfg.data.shards.dir:
+        raise ConfigError("data.source=shards needs data.shards.dir (the folder or s3:// prefix "
+                          "`python -m evfocus.data.export --out` wrote)")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers: must be >= 0, got {cfg.data.num_workers}")
     values = to_container(cfg)

@@ -137,3 +137,19 @@ def image_quality(image: Tensor, target: Tensor) -> dict[str, float]:
 def build_metrics(cfg: DictConfig) -> ImageQualityMetrics:
     """Metrics as ``eval.lpips`` asks: ``auto`` (LPIPS when its weights are on disk), ``on``, ``off``."""
     return ImageQualityMetrics(lpips={"auto": "auto", "on": True, "off": False}[cfg.eval.lpips])
+
+
+def sharpness(image: Tensor) -> dict[str, float]:
+    """No-reference sharpness of one (C, H, W) image in [0, 1], on its grey (channel mean) version.
+
+    ``gradient_energy``: the mean squared Sobel gradient magnitude (the Sobel merge's focus measure);
+    ``laplacian_variance``: the variance of the 3×3 Laplacian, the usual autofocus measure. A capture with no
+    ground truth still shows whether refocusing worked: its all-in-focus image should score above its input
+    frame. Noise raises both too, so they are read beside the images, never alone.
+    """
+    grey = image.float().clamp(0, 1).mean(dim=0, keepdim=True)[None]
+    sobel_x = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=grey.device) / 8
+    laplacian = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=grey.device)
+    kernels = torch.stack([sobel_x, sobel_x.T, laplacian])[:, None]
+    gx, gy, lap = torch.nn.functional.conv2d(grey, kernels)[0]  # valid convolution: no border artefacts
+    return {"gradient_energy": float((gx.square() + gy.square()).mean()), "laplacian_variance": float(lap.var())}

@@ -1,10 +1,13 @@
 """Pictures for people: event maps, colour-mapped depth and side-by-side panels (torch + matplotlib LUTs).
 
-Shared by training (sample panels), inference (``src/aif.py``'s PNGs and GIF) and notebooks.
+Shared by training (sample panels, captures' outputs), inference (``src/aif.py``'s PNGs and GIF) and notebooks.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import imageio.v3 as iio
 import matplotlib
 import numpy as np
 import torch
@@ -59,3 +62,14 @@ def aif_panel(sweep: Sweep, result: AIFResult) -> Tensor:
 
 def _rgb(image: Tensor) -> Tensor:
     return image.expand(3, -1, -1) if image.shape[0] == 1 else image
+
+
+def write_images(folder: Path, sweep: Sweep, result: AIFResult) -> None:
+    """aif.png, depth.png + depth.npy (metres), depth_confidence.npy and weights.png (heaviest slice per pixel)."""
+    iio.imwrite(folder / "aif.png", to_uint8(result.aif))
+    depth = result.depth_m.float().cpu()
+    iio.imwrite(folder / "depth.png", to_uint8(colour_map(normalised_diopter(depth, sweep.schedule), "turbo")))
+    np.save(folder / "depth.npy", depth[0].numpy().astype(np.float32))
+    np.save(folder / "depth_confidence.npy", result.depth_confidence[0].float().cpu().numpy())
+    slices = result.slice_index.float().cpu() / max(1, len(result.slice_times_us) - 1)
+    iio.imwrite(folder / "weights.png", to_uint8(colour_map(slices[None], "viridis")))

@@ -1,19 +1,24 @@
-"""Capture folders → Sweep: the reference release's layout, extended with ground truth and metadata.
+"""Capture folders and single event files → Sweep: the reference release's layout, extended.
 
 A capture ``<name>`` of a folder ``ROOT`` (docs/architecture.md, "Data contracts"):
 
 - ``blurry/<name>.png``: the conventional frame (8- or 16-bit, grey or RGB(A));
-- ``events/<name>.npy``: (N, 4) ``t_us, x, y, p`` with p 1 = ON (``events.io.read_events_npy``);
-- ``meta/<name>.json`` (optional with an explicit schedule): sweep start/end µs, focus start/end m,
-  ``focus_schedule: linear_in_diopters``, the frame's time;
-- ``aif/<name>.png`` and ``depth/<name>.npy`` (optional): ground-truth all-in-focus image and depth in metres.
+- ``events/<name>.<ext>``: the events in any format ``events.formats.read_events`` reads, detected by content
+  (then suffix; meta ``event_format`` or the caller's ``event_format`` decide instead): the reference's (N, 4)
+  ``.npy``, .npz, .txt, E2VID/DSEC/Prophesee HDF5, AEDAT 4.0, Prophesee RAW/DAT;
+- ``meta/<name>.json`` (or ``.yaml``; optional with an explicit schedule): the keys of ``capture_meta``:
+  sweep start/end µs, focus start/end m, ``focus_schedule: linear_in_diopters``, the frame's time, and optionally
+  ``polarity_flip``, ``sensor``, ``registration``, ``crop``, ``event_format``, ``event_time_unit``;
+- ``aif/<name>.png`` and ``depth/<name>.npy`` (optional): ground-truth all-in-focus image and depth in metres,
+  on the frame's grid (registered and cropped with it).
 
-Every error names the file and the problem (``CaptureError``, an ``EventFileError``).
+``read_event_file`` reads the same from one event file, a frame and a meta mapping (``src/aif.py --image``).
+Every error names the file (and meta key) and the problem (``CaptureError``, an ``EventFileError``).
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +27,38 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from evfocus.events.io import INT64_LIMIT, EventFileError, PathLike, load_npy, read_events_npy, require_file
-from evfocus.optics import FocusSchedule, OpticsError
+from evfocus.data.capture_geometry import crop_events, crop_image, warp_to_sensor
+from evfocus.data.capture_meta import META_SUFFIXES, CaptureError, CaptureMeta, load_meta_file, parse_capture_meta
+from evfocus.events.formats import detect_format, read_events
+from evfocus.events.io import EventFileError, MissingFileError, PathLike, load_npy, require_file
+from evfocus.events.stream import EventStream
+from evfocus.optics import FocusSchedule
 from evfocus.sweep import Sweep
 
-LINEAR_IN_DIOPTERS = "linear_in_diopters"
-CAPTURE_POLARITY = "p=1 ON (brightness increase) -> +1, p=0 OFF -> -1; +/-1 taken as signed; not flipped"
+__all__ = ["CaptureError", "list_captures", "read_capture", "read_event_file"]
+POLARITY = "p=1 ON (brightness increase) -> +1, p=0 OFF -> -1 (each format's ON -> +1); +/-1 taken as signed"
 
 
-class CaptureError(EventFileError):
-    """A capture folder whose parts are missing or disagree (names the files involved)."""
+@dataclass(frozen=True)
+class CaptureFiles:
+    """The files of one capture; ``meta``, ``aif`` and ``depth`` are None where absent."""
+
+    image: Path
+    events: Path
+    meta: Path | None = None
+    aif: Path | None = None
+    depth: Path | None = None
+
+
+def _by_stem(folder: Path, name: str) -> list[Path]:
+    """Files of ``folder`` named ``<name>.<one suffix>``."""
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if path.stem == name and path.suffix and path.is_file())
 
 
 def list_captures(root: PathLike) -> list[str]:
-    """Names having both ``blurry/<name>.png`` and ``events/<name>.npy``, sorted.
+    """Names having both ``blurry/<name>.png`` and an ``events/<name>.<ext>`` file, sorted.
 
     Names present in only one of the two folders are not captures and are skipped.
     """
@@ -43,9 +66,31 @@ def list_captures(root: PathLike) -> list[str]:
     missing = [folder for folder in ("blurry", "events") if not (root / folder).is_dir()]
     if missing:
         raise CaptureError(f"{root}: not a capture folder, missing sub-folder(s) {missing} "
-                           "(expected blurry/<name>.png + events/<name>.npy)")
+                           "(expected blurry/<name>.png + events/<name>.<ext>)")
     images = {path.stem for path in (root / "blurry").glob("*.png")}
-    return sorted(name for name in images if (root / "events" / f"{name}.npy").is_file())
+    events = {path.stem for path in (root / "events").iterdir() if path.suffix and path.is_file()}
+    return sorted(images & events)
+
+
+def _one(candidates: list[Path], what: str) -> Path | None:
+    if len(candidates) > 1:
+        raise CaptureError(f"{candidates[0].parent}: {len(candidates)} {what} files for one capture, "
+                           f"{[path.name for path in candidates]}: keep one")
+    return candidates[0] if candidates else None
+
+
+def capture_files(root: PathLike, name: str) -> CaptureFiles:
+    """The files of capture ``name`` of folder ``root``; the frame and one event file must exist."""
+    root = Path(root)
+    image = root / "blurry" / f"{name}.png"
+    require_file(image)
+    events = _one(_by_stem(root / "events", name), "event")
+    if events is None:
+        raise MissingFileError(f"{root / 'events' / name}.<ext>: no event file for {image}")
+    metas = [path for path in _by_stem(root / "meta", name) if path.suffix.lower() in META_SUFFIXES]
+    aif, depth = root / "aif" / f"{name}.png", root / "depth" / f"{name}.npy"
+    return CaptureFiles(image, events, _one(metas, "meta"), aif if aif.is_file() else None,
+                        depth if depth.is_file() else None)
 
 
 def _read_image(path: Path) -> Tensor:
@@ -82,93 +127,115 @@ def _read_depth(path: Path, height: int, width: int) -> Tensor:
     return torch.from_numpy(np.array(depth, dtype=np.float32).reshape(1, height, width))
 
 
-def _meta_number(meta: dict, key: str, path: Path, whole_us: bool = False) -> float:
-    """``meta[key]``: a JSON number (not a bool or string), finite (Python's JSON reader accepts NaN and
-    ±Infinity) and within int64, since sweep times become int64 tensors; with ``whole_us``, an integer."""
-    value = meta[key]
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not abs(value) < INT64_LIMIT  # written so that NaN fails too
-            or (whole_us and value != int(value))):
-        kind = "a whole number of µs" if whole_us else "a finite number"
-        raise CaptureError(f"{path}: '{key}' must be {kind} (|value| < 2^63), got {value!r}")
-    return value
-
-
-def _read_meta(path: Path, image_path: Path, height: int, width: int) -> tuple[FocusSchedule, int, dict[str, Any]]:
-    """``meta/<name>.json`` → (schedule, image_time_us, the parsed JSON), checked against the image size."""
-    try:
-        meta = json.loads(path.read_text())
-    except (ValueError, RecursionError) as error:  # bad JSON or UTF-8, a 5000-digit int, nesting beyond the stack
-        raise CaptureError(f"{path}: not valid JSON: {error}") from error
-    if not isinstance(meta, dict):
-        raise CaptureError(f"{path}: the top level must be a JSON object, got {type(meta).__name__}")
-    required = ("sweep_start_us", "sweep_end_us", "focus_start_m", "focus_end_m", "focus_schedule",
-                "image_time_us")
-    missing = [key for key in required if key not in meta]
-    if missing:
-        raise CaptureError(f"{path}: missing key(s) {missing}")
-    if meta["focus_schedule"] != LINEAR_IN_DIOPTERS:
-        raise CaptureError(f"{path}: focus_schedule {meta['focus_schedule']!r} is not supported "
-                           f"(only {LINEAR_IN_DIOPTERS!r})")
+def _check_frame_size(meta: dict[str, Any], where: str, image_path: Path, height: int, width: int) -> None:
+    """The optional ``width``/``height`` keys describe the frame: a mismatch means the wrong files were paired."""
     size = (meta.get("height", height), meta.get("width", width))
     if size != (height, width):
-        raise CaptureError(f"{path}: says {size[0]}x{size[1]} (HxW) but {image_path} is {height}x{width}")
-    start_us, end_us, image_time_us = (int(_meta_number(meta, key, path, whole_us=True))
-                                       for key in ("sweep_start_us", "sweep_end_us", "image_time_us"))
-    near_m, far_m = (float(_meta_number(meta, key, path)) for key in ("focus_start_m", "focus_end_m"))
+        raise CaptureError(f"{where}: says {size[0]}x{size[1]} (HxW) but {image_path} is {height}x{width}")
+
+
+def _read_events(path: Path, meta: CaptureMeta, where: str, event_format: str | None,
+                 size: tuple[int, int] | None, size_source: str) -> tuple[EventStream, str]:
+    """The events and their format's name; errors other than a missing file say where the sensor size came from."""
+    name = event_format or meta.event_format or detect_format(path)
+    width, height = size or (None, None)
     try:
-        schedule = FocusSchedule(start_us, end_us, near_m, far_m)
-    except OpticsError as error:
-        raise CaptureError(f"{path}: bad sweep schedule: {error}") from error
-    if not start_us <= image_time_us <= end_us:
-        raise CaptureError(f"{path}: image_time_us {image_time_us} lies outside the sweep [{start_us}, {end_us}] µs")
-    return schedule, image_time_us, meta
+        events = read_events(path, name, width=width, height=height, flip_polarity=meta.polarity_flip,
+                             time_unit=meta.event_time_unit)
+    except MissingFileError:
+        raise
+    except EventFileError as error:
+        raise CaptureError(f"{error} [the capture's sensor: {size_source}; meta {where}]") from error
+    return events, name
 
 
-def read_capture(root: PathLike, name: str, schedule: FocusSchedule | None = None) -> Sweep:
-    """One capture of the reference layout (+ optional ground truth and meta) as a Sweep.
+def _sensor_size(meta: CaptureMeta, where: str, image_path: Path, height: int, width: int
+                 ) -> tuple[tuple[int, int] | None, str]:
+    """(width, height) the events must have, or None (the event file says), and where that came from."""
+    if meta.sensor is not None:
+        if meta.registration is None and meta.sensor != (width, height):
+            raise CaptureError(f"{where}: 'sensor' is {meta.sensor[1]}x{meta.sensor[0]} (HxW) but {image_path} is "
+                               f"{height}x{width}; a frame off the sensor grid needs 'registration'")
+        return meta.sensor, f"{meta.sensor[0]}x{meta.sensor[1]} (WxH) from 'sensor' in {where}"
+    if meta.registration is None:
+        return (width, height), f"{width}x{height} (WxH), the size of the image {image_path}"
+    return None, f"the event file's own size (with 'registration' and no 'sensor' in {where})"
 
-    Reads ``blurry/<name>.png`` and ``events/<name>.npy`` (polarity as ``read_events_npy``:
-    1 = ON), plus when present ``aif/<name>.png``, ``depth/<name>.npy`` and
-    ``meta/<name>.json``. The schedule comes from ``schedule`` if given (it wins over meta),
-    else from meta; the frame time from meta, else the sweep start (where the reference layout
-    captures the blurry frame). Without meta and without ``schedule`` this raises.
 
-    ``Sweep.meta`` records where the sweep came from (all JSON-serialisable): ``source``
-    (``"capture"``), ``root``, ``name``, ``files`` (role → path of every file read: ``image``,
-    ``events`` and, when present, ``meta``, ``aif``, ``depth``), ``polarity`` (the convention
-    assumed), ``flip_polarity`` (False), ``height``/``width`` (the sensor = image size),
-    ``schedule_source`` (``"meta"`` or ``"argument"``) and ``capture_meta``: the parsed
-    ``meta/<name>.json``, or None without one.
+def _assemble(name: str, files: CaptureFiles, image: Tensor, meta: CaptureMeta, raw_meta: dict[str, Any] | None,
+              where: str, schedule_source: str, root: Path, event_format: str | None) -> Sweep:
+    """Events read, frame and ground truth registered onto the sensor grid, all cropped alike: the Sweep."""
+    height, width = image.shape[-2:]
+    _check_frame_size(raw_meta or {}, where, files.image, height, width)
+    size, size_source = _sensor_size(meta, where, files.image, height, width)
+    events, format_name = _read_events(files.events, meta, where, event_format, size, size_source)
+    aif = _read_image(files.aif) if files.aif is not None else None
+    if aif is not None and aif.shape != image.shape:
+        raise CaptureError(f"{files.aif} is {tuple(aif.shape)} but {files.image} is {tuple(image.shape)}")
+    depth_m = _read_depth(files.depth, height, width) if files.depth is not None else None
+    if meta.registration is not None:
+        sensor = (events.width, events.height)
+        image, aif, depth_m = (None if grid is None else warp_to_sensor(grid, meta.registration, sensor, is_depth)
+                               for grid, is_depth in ((image, False), (aif, False), (depth_m, True)))
+    sensor = {"width": events.width, "height": events.height}
+    if meta.crop is not None:
+        top, left, crop_height, crop_width = meta.crop
+        if top + crop_height > events.height or left + crop_width > events.width:
+            raise CaptureError(f"{where}: 'crop' {list(meta.crop)} (top, left, height, width) reaches beyond the "
+                               f"{events.height}x{events.width} (HxW) sensor")
+        events = crop_events(events, meta.crop)
+        image, aif, depth_m = (None if grid is None else crop_image(grid, meta.crop) for grid in (image, aif, depth_m))
+    files_read = {role: str(path) for role, path in vars(files).items() if path is not None}
+    flip = "negated (meta 'polarity_flip': true)" if meta.polarity_flip else "not flipped"
+    info = {"source": "capture", "root": str(root), "name": name, "files": files_read,
+            "polarity": f"{POLARITY}; {flip}", "flip_polarity": meta.polarity_flip, "event_format": format_name,
+            "height": int(image.shape[-2]), "width": int(image.shape[-1]),
+            "sensor": sensor,
+            "crop": None if meta.crop is None else list(meta.crop), "registration": meta.registration,
+            "schedule_source": schedule_source, "capture_meta": raw_meta}
+    return Sweep(name=name, image=image, image_time_us=meta.image_time_us, events=events, schedule=meta.schedule,
+                 aif=aif, depth_m=depth_m, meta=info)
+
+
+def read_capture(root: PathLike, name: str, schedule: FocusSchedule | None = None,
+                 event_format: str | None = None) -> Sweep:
+    """One capture of a folder (``capture_files``) as a Sweep.
+
+    The schedule comes from ``schedule`` if given (it wins over meta), else from meta; the frame time from
+    meta, else the sweep start (where the reference layout captures the blurry frame). Without meta and
+    without ``schedule`` this raises. ``event_format`` names the events' format (it wins over meta's).
+
+    ``Sweep.meta`` records where the sweep came from (all JSON-serialisable): ``source`` (``"capture"``),
+    ``root``, ``name``, ``files`` (role → path of every file read: ``image``, ``events`` and, when present,
+    ``meta``, ``aif``, ``depth``), ``polarity`` (the convention assumed), ``flip_polarity``, ``event_format``,
+    ``height``/``width`` (the sweep's, after registration and crop), ``sensor``, ``crop``, ``registration``,
+    ``schedule_source`` (``"meta"`` or ``"argument"``) and ``capture_meta``: the parsed meta file, or None.
     """
     root = Path(root)
-    image_path, events_path = root / "blurry" / f"{name}.png", root / "events" / f"{name}.npy"
-    meta_path = root / "meta" / f"{name}.json"
-    image = _read_image(image_path)
-    height, width = image.shape[-2:]
-    files = {"image": str(image_path), "events": str(events_path)}
-    capture_meta: dict[str, Any] | None = None
-    schedule_source = "argument" if schedule is not None else "meta"
-    if meta_path.is_file():
-        meta_schedule, image_time_us, capture_meta = _read_meta(meta_path, image_path, height, width)
-        files["meta"] = str(meta_path)
-        schedule = meta_schedule if schedule is None else schedule
+    files = capture_files(root, name)
+    image = _read_image(files.image)
+    if files.meta is not None:
+        raw_meta = load_meta_file(files.meta)
+        meta = parse_capture_meta(raw_meta, str(files.meta))
+        meta = meta if schedule is None else replace(meta, schedule=schedule)
     elif schedule is None:
-        raise CaptureError(f"{meta_path}: not found; without meta, pass read_capture(..., schedule=...)")
+        raise CaptureError(f"{root / 'meta' / name}.json: not found; without meta, pass "
+                           "read_capture(..., schedule=...)")
     else:
-        image_time_us = schedule.t_start_us
-    events = read_events_npy(events_path, width, height, size_source=f"the image {image_path}")
-    aif_path, depth_path = root / "aif" / f"{name}.png", root / "depth" / f"{name}.npy"
-    aif = _read_image(aif_path) if aif_path.is_file() else None
-    if aif is not None and aif.shape != image.shape:
-        raise CaptureError(f"{aif_path} is {tuple(aif.shape)} but {image_path} is {tuple(image.shape)}")
-    depth_m = _read_depth(depth_path, height, width) if depth_path.is_file() else None
-    if aif is not None:
-        files["aif"] = str(aif_path)
-    if depth_m is not None:
-        files["depth"] = str(depth_path)
-    meta = {"source": "capture", "root": str(root), "name": name, "files": files,
-            "polarity": CAPTURE_POLARITY, "flip_polarity": False, "height": int(height), "width": int(width),
-            "schedule_source": schedule_source, "capture_meta": capture_meta}
-    return Sweep(name=name, image=image, image_time_us=image_time_us, events=events, schedule=schedule,
-                 aif=aif, depth_m=depth_m, meta=meta)
+        raw_meta, meta = None, CaptureMeta(schedule, schedule.t_start_us)
+    where = str(files.meta or root / "meta" / f"{name}.json")
+    return _assemble(name, files, image, meta, raw_meta, where, "meta" if schedule is None else "argument", root,
+                     event_format)
+
+
+def read_event_file(events: PathLike, image: PathLike, meta: dict[str, Any], where: str,
+                    meta_file: Path | None = None, event_format: str | None = None) -> Sweep:
+    """One event file + its frame + meta (read from ``meta_file`` and/or flags; ``where`` names them for errors)
+    as a Sweep named after the event file. The meta is ``capture_meta``'s, leniently: the schedule defaults to
+    linear in diopters and the frame's time to the sweep start."""
+    events, image = Path(events), Path(image)
+    require_file(events)
+    frame = _read_image(image)
+    parsed = parse_capture_meta(meta, where, lenient=True)
+    files = CaptureFiles(image, events, meta_file)
+    return _assemble(events.stem, files, frame, parsed, meta, where, "meta", events.parent, event_format)

@@ -28,6 +28,7 @@ from evfocus.sim.simulator import SweepSimulator
 from evfocus.sweep import Sweep
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+SampleKind = Literal["refocus", "stack"]
 
 
 def derive_seed(*parts: int) -> int:
@@ -52,7 +53,7 @@ class SimulatedRefocusStream(IterableDataset):
     """
 
     def __init__(self, cfg: DictConfig, seed: int, world_size: int = 1,
-                 kind: Literal["refocus", "stack"] = "refocus") -> None:
+                 kind: SampleKind = "refocus") -> None:
         self.cfg = cfg
         self.kind = kind
         self.seed = seed
@@ -90,27 +91,29 @@ class SimulatedRefocusStream(IterableDataset):
         emitted, sweep_index = 0, 0
         while emitted < self.samples_per_worker:
             while len(buffer) < self.cfg.data.shuffle_buffer:
-                buffer.extend(self._sweep_samples(derive_seed(*stream, sweep_index), generator))
+                buffer.extend(sweep_samples(self.cfg, self.simulator, self.kind, derive_seed(*stream, sweep_index),
+                                            generator))
                 sweep_index += 1
             yield buffer.pop(int(torch.randint(0, len(buffer), (), generator=generator)))
             emitted += 1
 
-    def _sweep_samples(self, sweep_seed: int, generator: torch.Generator) -> list[Sample]:
-        samples = self._simulated_samples(sweep_seed, generator)
-        jitter = self.cfg.data.contrast_teacher_jitter
-        return samples if jitter is None else teach_contrast(samples, jitter, generator)
 
-    def _simulated_samples(self, sweep_seed: int, generator: torch.Generator) -> list[Sample]:
-        data = self.cfg.data
-        if self.kind == "stack":
-            sweep = self.simulator.simulate(sweep_seed, sweep_oracle_frames)
-            return stack_samples(sweep, data.samples_per_sweep, data.efs_fine_bins, generator,
-                                 self.cfg.stack.max_slices, self.cfg.stack.oracle_grid, crop_size=data.crop_size,
-                                 flip=data.flip)
-        pairs = random_pairs(generator, self.cfg.sim.num_frames, data.samples_per_sweep)
-        sweep = self.simulator.simulate(sweep_seed, [i for pair in pairs for i in pair])
-        return refocus_samples(sweep, pairs, data.num_bins, data.efs_fine_bins, self.cfg.sim.image_noise_std,
-                               generator, crop_size=data.crop_size, flip=data.flip)
+def sweep_samples(cfg: DictConfig, simulator: SweepSimulator, kind: SampleKind, sweep_seed: int,
+                  generator: torch.Generator) -> list[Sample]:
+    """One simulated sweep's training samples: the on-the-fly stream and the shard export
+    (``data.export``) both call this, so a shard holds exactly what the stream would have drawn."""
+    data = cfg.data
+    if kind == "stack":
+        sweep = simulator.simulate(sweep_seed, sweep_oracle_frames)
+        samples = stack_samples(sweep, data.samples_per_sweep, data.efs_fine_bins, generator, cfg.stack.max_slices,
+                                cfg.stack.oracle_grid, crop_size=data.crop_size, flip=data.flip)
+    else:
+        pairs = random_pairs(generator, cfg.sim.num_frames, data.samples_per_sweep)
+        sweep = simulator.simulate(sweep_seed, [i for pair in pairs for i in pair])
+        samples = refocus_samples(sweep, pairs, data.num_bins, data.efs_fine_bins, cfg.sim.image_noise_std,
+                                  generator, crop_size=data.crop_size, flip=data.flip)
+    jitter = data.contrast_teacher_jitter
+    return samples if jitter is None else teach_contrast(samples, jitter, generator)
 
 
 def eval_sweep_seed(base_seed: int, split: str, index: int) -> int:

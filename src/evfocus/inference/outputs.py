@@ -1,4 +1,4 @@
-"""A sweep's output folder: written whole or not at all, with the images and arrays of its result."""
+"""A sweep's output folder: written whole or not at all (its images and arrays: ``visualize.write_images``)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import imageio.v3 as iio
-import numpy as np
-
-from evfocus.inference.sources import InputError
-from evfocus.pipeline.aif import AIFResult
-from evfocus.pipeline.depth import normalised_diopter
-from evfocus.sweep import Sweep
-from evfocus.visualize import colour_map, to_uint8
+from evfocus.inference.sweep_source import InputError
 
 
 @contextmanager
@@ -40,14 +33,3 @@ def staged_folder(final: Path) -> Iterator[Path]:
         final.rename(earlier)
     staging.rename(final)
     shutil.rmtree(earlier, ignore_errors=True)
-
-
-def write_images(folder: Path, sweep: Sweep, result: AIFResult) -> None:
-    """aif.png, depth.png + depth.npy (metres), depth_confidence.npy and weights.png (heaviest slice per pixel)."""
-    iio.imwrite(folder / "aif.png", to_uint8(result.aif))
-    depth = result.depth_m.float().cpu()
-    iio.imwrite(folder / "depth.png", to_uint8(colour_map(normalised_diopter(depth, sweep.schedule), "turbo")))
-    np.save(folder / "depth.npy", depth[0].numpy().astype(np.float32))
-    np.save(folder / "depth_confidence.npy", result.depth_confidence[0].float().cpu().numpy())
-    slices = result.slice_index.float().cpu() / max(1, len(result.slice_times_us) - 1)
-    iio.imwrite(folder / "weights.png", to_uint8(colour_map(slices[None], "viridis")))

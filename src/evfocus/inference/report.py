@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from evfocus.inference.sources import SweepSource
+from evfocus.inference.sweep_source import SweepSource
 from evfocus.pipeline.aif import AIFResult, PipelineConfig
 from evfocus.pipeline.depth import depth_errors, depth_scores
 from evfocus.sweep import Sweep

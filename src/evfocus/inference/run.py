@@ -17,14 +17,15 @@ from evfocus.config import ConfigError
 from evfocus.events.binning import EventRepresentationError
 from evfocus.events.io import EventFileError
 from evfocus.events.stream import EventStreamError
-from evfocus.inference.outputs import staged_folder, write_images
+from evfocus.inference.outputs import staged_folder
 from evfocus.inference.report import build_report, jsonable
-from evfocus.inference.sources import InputError, SweepSource
+from evfocus.inference.sweep_source import InputError, SweepSource
 from evfocus.inference.video import GIF_FRAME_MS, VideoMode, position_strip, refocus_frames, slice_frames, write_gif
 from evfocus.optics import OpticsError
 from evfocus.pipeline.aif import AIFPipeline, PipelineConfig
 from evfocus.pipeline.settings import pipeline_config
 from evfocus.sweep import Sweep, SweepError
+from evfocus.visualize import write_images
 
 STAGES_WITH_REFOCUS = ("refocus", "merge", "joint")
 # Errors that mean "this input or checkpoint is unusable": reported in one line, never a traceback.

@@ -1,13 +1,16 @@
-"""What every stage's LightningModule shares: the refocus net, losses, NaN guard, and the test.
+"""What every stage's LightningModule shares: the refocus net, losses, NaN guard, the test and predict.
 
 The test has two loaders (see ``SimulatedSweepDataModule.test_dataloader``): refocus pairs at
 sampled times (refocus PSNR/SSIM/LPIPS against the identity baseline) and whole test sweeps, on
 which the full all-in-focus task is scored by ``AIFEvaluator`` — the same for every stage, so the
-stages' ``results.json`` compare directly.
+stages' ``results.json`` compare directly. With ``data.captures.root`` a third loader brings real
+captures (``CaptureEvaluator``), and predict runs on those captures alone.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -16,16 +19,18 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from evfocus.data.capture_set import CaptureFailure
 from evfocus.metrics import ImageQualityMetrics, build_metrics
 from evfocus.models.registry import build_refocus_net
 from evfocus.sweep import Sweep
 from evfocus.training.aif_eval import AIFEvaluator, fit_integration_contrast, flat_scalars
 from evfocus.training.callbacks import NonFiniteLossError
+from evfocus.training.capture_eval import CaptureEvaluator
 from evfocus.training.losses import ReconstructionLoss
 from evfocus.visualize import aif_panel
 
 Batch = dict[str, Tensor]
-REFOCUS_PAIRS, SWEEPS = 0, 1
+REFOCUS_PAIRS, SWEEPS, CAPTURES = 0, 1, 2
 
 
 def build_loss(cfg: DictConfig) -> ReconstructionLoss:
@@ -47,6 +52,8 @@ class StageModule(L.LightningModule):
         self.test_identity_metrics = build_metrics(self.cfg)
         self.aif_evaluator: AIFEvaluator | None = None
         self.aif_summary: dict[str, Any] | None = None
+        self.capture_evaluator: CaptureEvaluator | None = None
+        self.capture_summary: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------- what subclasses provide
     def merge_fn(self) -> Any:
@@ -90,7 +97,7 @@ class StageModule(L.LightningModule):
         metrics.reset()
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        if isinstance(batch, Sweep):
+        if isinstance(batch, Sweep | CaptureFailure):
             return batch  # the pipeline moves what it needs, when it needs it
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
@@ -107,6 +114,9 @@ class StageModule(L.LightningModule):
             self.test_metrics.update(pred.float().clamp(0, 1), target)
             self.test_identity_metrics.update(batch["image"].float(), target)
             return {"pred": pred.detach()}
+        if dataloader_idx == CAPTURES:
+            return self._captures(self.aif_evaluator.integration_contrast).update(
+                batch, self.refocus_net, self.merge_fn(), self.device)
         result = self.aif_evaluator.update(batch, self.refocus_net, self.merge_fn(), self.device)
         return {"panel": aif_panel(batch, result)}
 
@@ -117,6 +127,33 @@ class StageModule(L.LightningModule):
         for name, value in flat_scalars(self.aif_summary, "test").items():
             self.log(name, value, sync_dist=True)
         self._log_aif_table(self.aif_summary)
+        if self.capture_evaluator is not None:
+            self.capture_summary = self.capture_evaluator.compute()
+            figures = {key: self.capture_summary[key] for key in ("truth", "sharpness")}
+            for name, value in flat_scalars(figures, "test/captures").items():
+                self.log(name, value, sync_dist=True)
+            self.capture_evaluator = None
+
+    # ---------------------------------------------------------------- predict: captures only
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any] | None:
+        return self._captures(None, references=False).update(batch, self.refocus_net, self.merge_fn(), self.device)
+
+    def on_predict_epoch_end(self) -> None:
+        """The summary in ``captures/summary.json`` of the run folder (predict has no results.json)."""
+        if self.capture_evaluator is not None:
+            self.capture_summary = self.capture_evaluator.compute()
+            if self.trainer.is_global_zero:
+                (self.capture_evaluator.out_dir / "summary.json").write_text(json.dumps(self.capture_summary,
+                                                                                        indent=1))
+            self.capture_evaluator = None
+
+    def _captures(self, integration_contrast: float | None, references: bool = True) -> CaptureEvaluator:
+        """This test's or predict's capture evaluator, made at the first capture; outputs go to
+        ``<default_root_dir>/captures`` (the run folder under ``train``)."""
+        if self.capture_evaluator is None:
+            out_dir = Path(self.trainer.default_root_dir) / "captures"
+            self.capture_evaluator = CaptureEvaluator(self.cfg, integration_contrast, out_dir, references)
+        return self.capture_evaluator
 
     def _log_aif_table(self, summary: dict[str, Any]) -> None:
         columns = ["method", "psnr", "ssim", "lpips", "abs_rel", "rmse_m", "rmse_diopter", "seconds_per_sweep"]

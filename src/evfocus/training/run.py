@@ -153,6 +153,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "baselines": _baselines(cfg.stage, refocus, aif),
         "refocus": refocus,
         "aif": aif,
+        "captures": module.capture_summary,  # data.captures: real captures' figures (None without any)
         "test_checkpoint": best_path or "final weights (no best checkpoint was saved)",
         "resumed_from": resume_from,
         "global_step": trainer.global_step,
