@@ -6,7 +6,13 @@ import torch
 from evfocus.config import load_config
 from evfocus.events.stream import EventStream
 from evfocus.optics import FocusSchedule
-from evfocus.pipeline.settings import CPU_CROPS_PER_CALL, GPU_SLICES_PER_BATCH, pipeline_config, search_config
+from evfocus.pipeline.settings import (
+    CPU_CROPS_PER_CALL,
+    CPU_TILE_PX,
+    GPU_SLICES_PER_BATCH,
+    pipeline_config,
+    search_config,
+)
 from evfocus.sweep import Sweep
 from evfocus.training.stack_module import crop_search_settings
 
@@ -30,14 +36,17 @@ def test_tolerances_and_event_floor_scale_with_the_sweep(domain):
     assert config.efs_fine_bins == cfg.data.efs_fine_bins
 
 
-def test_unset_batch_sizes_follow_the_device():
+def test_unset_batch_sizes_and_tiles_follow_the_device():
     cfg = load_config(None)
     on_cpu, on_gpu = pipeline_config(cfg, sweep(), "cpu"), pipeline_config(cfg, sweep(), "cuda")
-    assert (on_cpu.search.max_crops_per_call, on_cpu.slices_per_batch) == (CPU_CROPS_PER_CALL, 1)
-    assert (on_gpu.search.max_crops_per_call, on_gpu.slices_per_batch) == (None, GPU_SLICES_PER_BATCH)
-    set_cfg = load_config(None, ["pipeline.search.max_crops_per_call=3", "pipeline.slices_per_batch=2"])
+    assert (on_cpu.search.max_crops_per_call, on_cpu.slices_per_batch, on_cpu.tile_px) == (CPU_CROPS_PER_CALL, 1,
+                                                                                          CPU_TILE_PX)
+    assert (on_gpu.search.max_crops_per_call, on_gpu.slices_per_batch, on_gpu.tile_px) == (None, GPU_SLICES_PER_BATCH,
+                                                                                          None)
+    set_cfg = load_config(None, ["pipeline.search.max_crops_per_call=3", "pipeline.slices_per_batch=2",
+                                 "pipeline.tile_px=64"])
     on_gpu = pipeline_config(set_cfg, sweep(), "cuda")
-    assert (on_gpu.search.max_crops_per_call, on_gpu.slices_per_batch) == (3, 2)
+    assert (on_gpu.search.max_crops_per_call, on_gpu.slices_per_batch, on_gpu.tile_px) == (3, 2, 64)
 
 
 def test_the_joint_stage_searches_its_crops_through_the_same_builder():

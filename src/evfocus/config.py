@@ -252,7 +252,7 @@ class PipelineSettings:
     max_slices: int = 8
     merge_window_fraction: float = 0.015625  # merge events: ± this fraction of the sweep per slice
     slices_per_batch: int | None = None  # full-image refocus batch; None: 1 on CPU, 8 on a GPU
-    tile_px: int | None = None
+    tile_px: int | None = None  # full-image nets on tiles of at most this size; None: 512 on CPU, whole on a GPU
     # how the nets run (models/runtime.py): torch, channels_last (the default: same decisions, faster on CPU),
     # bf16_stack or bf16
     runtime: str = "channels_last"

@@ -21,6 +21,10 @@ from evfocus.sweep import Sweep
 # item (benchmarks/RESULTS.md: 49x60 crops 197 ms each in calls of 64 vs 124 ms in calls of 8;
 # 260x346 frames 4.49 s each in a batch of 5 vs 2.95 s alone), on a GPU they fill the device.
 CPU_CROPS_PER_CALL, CPU_SLICES_PER_BATCH, GPU_SLICES_PER_BATCH = 8, 1, 8
+# Unset tiles on a CPU bound the memory of large frames: at 720x1280, EvMergeNet (paper size) over 5 slices
+# peaks at 12 GB whole and 4.2 GB on 512-px tiles (benchmarks/RESULTS.md). Frames up to 512 px (DAVIS346,
+# the simulator's) are never tiled; a GPU has the memory, and tiles would only slow it.
+CPU_TILE_PX = 512
 
 
 def search_config(search: Any, num_bins: int, height: int, width: int, duration_us: float,
@@ -59,4 +63,5 @@ def pipeline_config(cfg: DictConfig, sweep: Sweep, device: torch.device | str = 
     slices_per_batch = settings.slices_per_batch or (CPU_SLICES_PER_BATCH if on_cpu else GPU_SLICES_PER_BATCH)
     return PipelineConfig(search=search, efs_fine_bins=cfg.data.efs_fine_bins, max_slices=settings.max_slices,
                           merge_window_fraction=settings.merge_window_fraction, slices_per_batch=slices_per_batch,
-                          tile_px=settings.tile_px, mode=mode, runtime=settings.runtime)
+                          tile_px=settings.tile_px or (CPU_TILE_PX if on_cpu else None), mode=mode,
+                          runtime=settings.runtime)
