@@ -241,7 +241,7 @@ class SearchSettings:
     max_iters: int = 30
     max_crops_per_call: int | None = None  # patch crops per network call; None: 8 on CPU, all on a GPU
     min_events_per_px: float = 0.2  # patches with fewer events keep the input frame (efs_dev: 0.44-1.45/px)
-    probe_scale: int = 1  # search probes on crops averaged down by this factor (pipeline/search.py)
+    probe_scale: int = 1  # search probes on crops averaged down by this factor: faster, moves decisions (search.py)
 
 
 @dataclass

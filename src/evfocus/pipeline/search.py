@@ -136,8 +136,9 @@ class SearchConfig:
     max_iters: int = 30
     min_events: int = 2_000
     max_crops_per_call: int | None = None  # None: all open patches in one network call
-    # probes refocus crops averaged down by this factor (1: full resolution); the network's cost falls
-    # with the pixel count, and the sharpest moment of a patch does not move with the pixel size
+    # probes refocus crops averaged down by this factor (1: full resolution): the network's cost falls with
+    # the pixel count, but a coarse patch is sharpest at another moment for many patches (45% at 2x on the
+    # trained E-refocus run, benchmarks/RESULTS.md), so it is a speed-for-quality option, not a default
     probe_scale: int = 1
 
     def __post_init__(self) -> None:
