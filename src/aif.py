@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only these captures of the folder inputs (repeatable)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--tile", type=positive_int, default=None, metavar="PX",
-                        help="run the nets on overlapping tiles of at most PX pixels (large images)")
+                        help="run the nets on overlapping tiles of at most PX pixels (default: the checkpoint's "
+                             "pipeline.tile_px, unset = 512 on a CPU, which bounds the memory of large frames, "
+                             "and whole frames on a GPU)")
     parser.add_argument("--grid", type=positive_int, default=None, metavar="N", help="focus-search patch grid N (N×N)")
     parser.add_argument("--max-slices", type=positive_int, default=None, metavar="S",
                         help="most focal-stack slices to merge")
