@@ -27,9 +27,10 @@ def _single(batch: list[Any]) -> Any:
 class SimulatedSweepDataModule(L.LightningDataModule):
     """Streams freshly simulated samples; validates/tests on cached held-out sweeps.
 
-    Training samples are refocus pairs (stage ``refocus``) or focal-stack crops (``merge``,
-    ``joint``). Validation: refocus pairs for the refocus stage, whole sweeps through the AIF
-    pipeline for the others. Test, every stage: [refocus pairs, whole sweeps].
+    Training samples are refocus pairs (stage ``refocus``), focal-stack crops (``merge``, ``joint``) or
+    frame and all-in-focus crops (``baseline``). Validation: refocus pairs for the refocus stage, whole
+    sweeps through the AIF task for the others. Test: [refocus pairs, whole sweeps]; the image-only
+    baselines, which refocus nothing, get the whole sweeps alone.
     """
 
     def __init__(self, cfg: DictConfig) -> None:
@@ -47,7 +48,7 @@ class SimulatedSweepDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         world_size = self.trainer.world_size if self.trainer is not None else 1
         if stage in ("fit", None) and self.train_set is None:
-            kind = "refocus" if self.cfg.stage == "refocus" else "stack"
+            kind = self.cfg.stage if self.cfg.stage in ("refocus", "baseline") else "stack"
             self.train_set = SimulatedRefocusStream(self.cfg, self.cfg.seed, world_size, kind=kind)
         splits = {"fit": ("val",), "validate": ("val",), "test": ("test",), None: ("val", "test")}
         for split in splits.get(stage, ()):
@@ -78,4 +79,5 @@ class SimulatedSweepDataModule(L.LightningDataModule):
         return self._sweep_loader("val")
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._eval_loader("test"), self._sweep_loader("test", self.cfg.pipeline.eval_sweeps)]
+        sweeps = self._sweep_loader("test", self.cfg.pipeline.eval_sweeps)
+        return [sweeps] if self.cfg.stage == "baseline" else [self._eval_loader("test"), sweeps]

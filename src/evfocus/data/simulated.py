@@ -20,6 +20,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from evfocus.data.baseline_samples import UnpairedSharpPool, baseline_samples
 from evfocus.data.contrast_fields import teach_contrast
 from evfocus.data.samples import Sample, random_pairs, refocus_samples
 from evfocus.data.stack_samples import stack_samples, sweep_oracle_frames
@@ -28,6 +29,7 @@ from evfocus.sim.simulator import SweepSimulator
 from evfocus.sweep import Sweep
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+SampleKind = Literal["refocus", "stack", "baseline"]
 
 
 def derive_seed(*parts: int) -> int:
@@ -45,20 +47,21 @@ class SimulatedRefocusStream(IterableDataset):
     """Training samples from freshly simulated sweeps, shuffled through a small buffer.
 
     ``kind="refocus"``: (frame, events t0→t, frame at t) pairs; ``kind="stack"``: focal-stack crops
-    for the merge and joint stages (``stack_samples``).
+    for the merge and joint stages (``stack_samples``); ``kind="baseline"``: crops of the frame and its
+    all-in-focus image for the image-only baselines (``baseline_samples``; sweeps simulated without events).
 
     ``len()`` is the exact number of samples one rank yields per epoch (rounded up per worker to
     whole batches), so progress bars and schedulers know the epoch length.
     """
 
-    def __init__(self, cfg: DictConfig, seed: int, world_size: int = 1,
-                 kind: Literal["refocus", "stack"] = "refocus") -> None:
+    def __init__(self, cfg: DictConfig, seed: int, world_size: int = 1, kind: SampleKind = "refocus") -> None:
         self.cfg = cfg
         self.kind = kind
         self.seed = seed
         self.world_size = world_size
         self.num_workers = max(1, cfg.data.num_workers)
         self.simulator: SweepSimulator | None = None
+        self.sharp_pool: UnpairedSharpPool | None = None  # kind "baseline": per iteration (per worker)
         # Shared memory, so persistent workers see the epoch the trainer is in: (epoch, batches done
         # in it when the epoch started — non-zero only when resuming mid-epoch, which then draws
         # fresh sweeps instead of replaying the epoch's first ones).
@@ -86,6 +89,8 @@ class SimulatedRefocusStream(IterableDataset):
             self.simulator = SweepSimulator(self.cfg.sim, "train")
         stream = (self.seed, rank, worker, epoch, batches_done)
         generator = torch.Generator().manual_seed(derive_seed(*stream))
+        if self.kind == "baseline":
+            self.sharp_pool = UnpairedSharpPool(self.cfg.data.shuffle_buffer, generator)
         buffer: list[Sample] = []
         emitted, sweep_index = 0, 0
         while emitted < self.samples_per_worker:
@@ -98,10 +103,16 @@ class SimulatedRefocusStream(IterableDataset):
     def _sweep_samples(self, sweep_seed: int, generator: torch.Generator) -> list[Sample]:
         samples = self._simulated_samples(sweep_seed, generator)
         jitter = self.cfg.data.contrast_teacher_jitter
-        return samples if jitter is None else teach_contrast(samples, jitter, generator)
+        if jitter is None or self.kind == "baseline":  # image-only samples carry no event contrast
+            return samples
+        return teach_contrast(samples, jitter, generator)
 
     def _simulated_samples(self, sweep_seed: int, generator: torch.Generator) -> list[Sample]:
         data = self.cfg.data
+        if self.kind == "baseline":
+            sweep = self.simulator.simulate(sweep_seed, events=False)
+            samples = baseline_samples(sweep, data.samples_per_sweep, generator, data.crop_size, data.flip)
+            return self.sharp_pool.attach(samples)
         if self.kind == "stack":
             sweep = self.simulator.simulate(sweep_seed, sweep_oracle_frames)
             return stack_samples(sweep, data.samples_per_sweep, data.efs_fine_bins, generator,
