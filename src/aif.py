@@ -1,6 +1,6 @@
-"""Sweeps → all-in-focus images, depth maps and refocus videos with a trained checkpoint.
+"""Sweeps → all-in-focus images, depth maps and refocus videos, with the shipped model or a checkpoint.
 
-    python src/aif.py --ckpt RUN_DIR_OR_CKPT --input CAPTURE_ROOT [MORE ...] --out DIR
+    python src/aif.py [--ckpt RUN_DIR_OR_CKPT] --input CAPTURE_ROOT [MORE ...] --out DIR
         [--name NAME ...] [--device cuda|cpu] [--tile PX] [--grid N] [--max-slices S] [--frames F]
         [--sim-size HxW]
 
@@ -70,8 +70,9 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", required=True, metavar="RUN_OR_CKPT",
-                        help="a run folder (its best checkpoint, else last.ckpt) or .ckpt")
+    parser.add_argument("--ckpt", default=None, metavar="RUN_OR_CKPT",
+                        help="a run folder (its best checkpoint, else last.ckpt), a .ckpt or a weights file "
+                             "(default: the shipped model, weights/evfocus-release.pt; weights/README.md)")
     parser.add_argument("--input", required=True, nargs="+", metavar="INPUT",
                         help="capture folder(s), capture file(s) (ROOT/blurry/<name>.png) or sim:SEEDS")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",

@@ -235,3 +235,41 @@ def test_a_failed_sweep_leaves_no_folder_and_keeps_the_earlier_output(runs, tmp_
     assert sorted(path.name for path in out.iterdir()) == ["kept", "sim-test-1", "sim-test-2"]  # no partial folder
     check_outputs(out / "sim-test-1", 48, 48, frames=2)  # the sweep before the failure is complete
     assert {path.name: path.read_bytes() for path in (out / "sim-test-2").iterdir()} == earlier
+
+
+def test_a_weights_file_loads_like_its_checkpoint_and_runs_the_cli(runs, tmp_path):
+    from evfocus.checkpoints import load_nets, load_stage_checkpoint
+
+    export = ROOT / "src" / "export_weights.py"
+    weights = tmp_path / "model.pt"
+    done = subprocess.run([sys.executable, str(export), str(runs["merge"]), str(weights)], capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    checkpoint = load_stage_checkpoint(runs["merge"])
+    shipped = load_stage_checkpoint(weights)
+    assert shipped.stage == "merge" and shipped.cfg == checkpoint.cfg
+    assert weights.stat().st_size < checkpoint.path.stat().st_size / 2  # fp16 nets, no optimizer state
+    for original, loaded in zip(load_nets(checkpoint), load_nets(shipped), strict=True):
+        for (name, a), (_, b) in zip(original.state_dict().items(), loaded.state_dict().items(), strict=True):
+            assert b.dtype == a.dtype and torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
+    write_capture(tmp_path / "captures", "scene")
+    aif = load_aif_module()
+    assert aif.main(["--ckpt", str(weights), "--input", str(tmp_path / "captures"), "--out", str(tmp_path / "out"),
+                     "--frames", "2", "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "out" / "scene" / "report.json").read_text())["checkpoint"]["stage"] == "merge"
+
+
+def test_without_ckpt_the_shipped_weights_are_used_or_their_absence_is_named(runs, tmp_path, monkeypatch, capsys):
+    from evfocus.checkpoints import load_stage_checkpoint, save_weights
+
+    write_capture(tmp_path / "captures", "scene")
+    aif = load_aif_module()
+    missing = tmp_path / "weights" / "evfocus-release.pt"
+    monkeypatch.setattr(inference_run, "DEFAULT_WEIGHTS", missing)
+    with pytest.raises(SystemExit) as stop:
+        aif.main(["--input", str(tmp_path / "captures"), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert stop.value.code == 2 and "no --ckpt given" in capsys.readouterr().err
+    save_weights(load_stage_checkpoint(runs["merge"]), missing)
+    assert aif.main(["--input", str(tmp_path / "captures"), "--out", str(tmp_path / "out"), "--frames", "2",
+                     "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "out" / "scene" / "report.json").read_text())["checkpoint"]["path"] == str(missing)

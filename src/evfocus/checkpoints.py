@@ -2,6 +2,10 @@
 
 Inference, training and the benchmarks share it; it needs the config schema and the networks, never
 Lightning (a checkpoint is read as plain tensors and values, see ``load_checkpoint_file``).
+
+Two kinds of file load the same way: a Lightning checkpoint written by ``src/train.py``, and a
+*weights file* (``save_weights``): the nets' weights (fp16 by default) and the run's config, nothing
+else — what the repository ships in ``weights/`` and ``src/aif.py`` uses when given no ``--ckpt``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ from evfocus.models.registry import (
 
 # how torch's weights-only unpickler names a callable or class it refused (anything else: a corrupt file)
 UNSAFE_OBJECT = re.compile(r"global|function|class|allowlisted", re.IGNORECASE)
+WEIGHTS_FORMAT = "evfocus-weights"
+WEIGHTS_VERSION = 1
+# the shipped model: in a checkout of the repository, beside src/
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "evfocus-release.pt"
 
 
 class CheckpointError(ValueError):
@@ -91,14 +99,45 @@ def load_stage_checkpoint(path: str | Path, stages: tuple[str, ...] | None = Non
     """Read a checkpoint written by ``src/train.py``; ``stages`` lists the stages accepted."""
     file = resolve_checkpoint(path)
     content = load_checkpoint_file(file)
-    hyper_parameters = content.get("hyper_parameters") if isinstance(content, dict) else None
-    cfg = hyper_parameters.get("cfg") if isinstance(hyper_parameters, dict) else None
-    if not isinstance(cfg, dict) or not isinstance(content.get("state_dict"), dict):
+    if isinstance(content, dict) and content.get("format") == WEIGHTS_FORMAT:
+        cfg, state_dict = _weights_file_parts(content, file)
+    else:
+        hyper_parameters = content.get("hyper_parameters") if isinstance(content, dict) else None
+        cfg = hyper_parameters.get("cfg") if isinstance(hyper_parameters, dict) else None
+        state_dict = content.get("state_dict") if isinstance(content, dict) else None
+    if not isinstance(cfg, dict) or not isinstance(state_dict, dict):
         raise CheckpointError(f"{file}: not an evfocus checkpoint (no hyper_parameters.cfg / state_dict)")
     stage = cfg.get("stage")
     if stages is not None and stage not in stages:
         raise CheckpointError(f"{file} is a '{stage}' checkpoint; expected a {' or '.join(stages)} checkpoint")
-    return StageCheckpoint(file, stage, _upgraded(cfg, file), content["state_dict"])
+    return StageCheckpoint(file, stage, _upgraded(cfg, file), state_dict)
+
+
+def _weights_file_parts(content: dict[str, Any], file: Path) -> tuple[Any, Any]:
+    """(config, float32 state dict) of a weights file, after checking its format version."""
+    if content.get("version") != WEIGHTS_VERSION:
+        raise CheckpointError(f"{file}: weights file version {content.get('version')!r}; this evfocus reads "
+                              f"version {WEIGHTS_VERSION}")
+    state_dict = content.get("state_dict")
+    if isinstance(state_dict, dict):
+        state_dict = {key: value.float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+                      for key, value in state_dict.items()}
+    return content.get("cfg"), state_dict
+
+
+def save_weights(checkpoint: StageCheckpoint, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Write ``checkpoint``'s nets (floating tensors as ``dtype``) and config as a weights file.
+
+    Only what inference needs travels: no optimizer, loop or callback state, so the file is about a
+    third of the checkpoint in fp16, and loads with ``load_stage_checkpoint`` like any checkpoint.
+    """
+    nets = {key: value.to(dtype) if value.is_floating_point() else value
+            for key, value in checkpoint.state_dict.items() if key.startswith(("refocus_net.", "merge_net."))}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION, "stage": checkpoint.stage,
+                "cfg": OmegaConf.to_container(checkpoint.cfg, resolve=True), "state_dict": nets}, path)
+    return path
 
 
 def _upgraded(saved: dict[str, Any], file: Path) -> DictConfig:

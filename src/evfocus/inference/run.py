@@ -13,7 +13,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from evfocus.checkpoints import CheckpointError, StageCheckpoint, load_baseline, load_nets, load_stage_checkpoint
+from evfocus.checkpoints import (
+    DEFAULT_WEIGHTS,
+    CheckpointError,
+    StageCheckpoint,
+    load_baseline,
+    load_nets,
+    load_stage_checkpoint,
+)
 from evfocus.config import ConfigError
 from evfocus.events.binning import EventRepresentationError
 from evfocus.events.io import EventFileError
@@ -71,9 +78,13 @@ class Model:
                 "merge": self.merge_name, "note": note}
 
 
-def load_model(path: str, device: torch.device) -> Model:
-    """Refocus net (+ merge net for merge/joint stages), or an image-only baseline, from a checkpoint or run folder."""
-    checkpoint = load_stage_checkpoint(path, STAGES)
+def load_model(path: str | None, device: torch.device) -> Model:
+    """Refocus net (+ merge net for merge/joint stages), or an image-only baseline, from a checkpoint, run folder
+    or weights file; ``None``: the shipped model (``checkpoints.DEFAULT_WEIGHTS``)."""
+    if path is None and not DEFAULT_WEIGHTS.is_file():
+        raise CheckpointError(f"no --ckpt given and the shipped weights {DEFAULT_WEIGHTS} are missing (a checkout "
+                              "of the repository has them); pass --ckpt RUN_OR_CKPT")
+    checkpoint = load_stage_checkpoint(DEFAULT_WEIGHTS if path is None else path, STAGES)
     if checkpoint.stage == BASELINE_STAGE:
         return Model(checkpoint, None, None, load_baseline(checkpoint).to(device))
     refocus, merge = load_nets(checkpoint)

@@ -1,0 +1,33 @@
+"""A run's nets as a small weights file: ``python src/export_weights.py RUN_OR_CKPT OUT.pt [--fp32]``.
+
+The file holds the refocus (and merge) net's weights, fp16 unless ``--fp32``, and the run's config —
+no optimizer or loop state — and loads anywhere a checkpoint does (``--ckpt`` of ``src/aif.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from evfocus.checkpoints import CheckpointError, load_stage_checkpoint, save_weights
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="run folder (its best checkpoint) or .ckpt")
+    parser.add_argument("out", help="weights file to write (.pt)")
+    parser.add_argument("--fp32", action="store_true", help="keep float32 (default: float16, half the size)")
+    args = parser.parse_args(argv)
+    try:
+        checkpoint = load_stage_checkpoint(args.checkpoint)
+        path = save_weights(checkpoint, args.out, torch.float32 if args.fp32 else torch.float16)
+    except CheckpointError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    print(f"{checkpoint.path} ({checkpoint.stage}) -> {path}: {path.stat().st_size / 2**20:.2f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
