@@ -128,7 +128,7 @@ def main() -> None:
                                            strict=True)) | {"num_sweeps": len(rows)}
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"checkpoint": str(checkpoint.path), "stage": checkpoint.stage, "model": model,
+            json.dump({"checkpoint": str(checkpoint.path), "stage": checkpoint.stage, "model": model, "seed": cfg.seed,
                        "parameters": sum(p.numel() for p in (image_only.net.parameters() if image_only else
                                          [*refocus.parameters(), *(merge.parameters() if merge else [])])),
                        "lpips": None, "inputs": means}, file, indent=2)

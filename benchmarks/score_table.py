@@ -4,9 +4,9 @@ the files (e.g. seeds) of each, per input.
     python benchmarks/score_table.py SCORES/*.json [--inputs sim:1 sim:3 ../shared/samples/efs_dev]
 
 A method is the checkpoint's model (``pipeline`` for the evfocus stages, the baseline's name otherwise).
-The ``integration`` and ``input`` rows come from every file that scored them (they do not depend on the
-checkpoint, only on the simulator config). Seconds per image: the method's mean seconds per sweep on the
-input given by ``--timing`` (a 260×346 capture folder).
+The ``integration`` and ``input`` rows do not depend on the checkpoint, only on the simulator config and the
+seed (which picks the simulated test sweeps): they count once per seed. Seconds per image: the method's mean
+seconds per sweep on the input given by ``--timing`` (a 260×346 capture folder).
 """
 
 from __future__ import annotations
@@ -28,6 +28,14 @@ def spread(values: list[float], digits: int) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def seed_of(checkpoint: str) -> int | None:
+    """The seed of the run a checkpoint file belongs to (its folder's ``results.json``), if it says."""
+    for folder in Path(checkpoint).parents:
+        if (folder / "results.json").is_file():
+            return json.loads((folder / "results.json").read_text()).get("seed")
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", help="score_sweeps.py --json outputs")
@@ -39,12 +47,18 @@ def main() -> None:
     # method -> input -> metric -> [values over files]
     table: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     params: dict[str, int] = {}
+    seen: set[tuple[str, str, int | None]] = set()  # (method, input, seed) of the checkpoint-independent rows
     for score in scores:
+        seed = score.get("seed", seed_of(score["checkpoint"]))
         params[score["model"] if score["stage"] == "baseline" else "pipeline"] = score["parameters"]
         for text, methods in score["inputs"].items():
             for method, values in methods.items():
                 name = method if method != "pipeline" else (score["model"] if score["stage"] == "baseline"
                                                             else "pipeline")
+                if method in ("input", "integration"):
+                    if (method, text, seed) in seen:
+                        continue
+                    seen.add((method, text, seed))
                 for key in ("psnr", "ssim", "seconds_per_sweep"):
                     table[name][text][key].append(values[key])
                 table[name][text]["files"].append(score["checkpoint"])
