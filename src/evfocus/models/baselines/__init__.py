@@ -17,8 +17,9 @@ companions: ``IFAN.build_reblur_net()`` and ``APL.build_discriminator()``.
 Training-only parts at paper size: IFAN's reblurring net 19.14 M (19.14 M); APL's discriminator
 (`discriminator_width=64`) 4.62 M (4.62 M). APL's 16.48 M is detector 8.66 M + generator 7.82 M.
 Forward time for one 260×346 frame (`torch.no_grad()`, median of 3, a shared 2-core CPU, 1 thread): CPU
-presets 0.04–0.19 s; paper presets KPAC 0.2–0.4 s, IFAN 0.5 s, DRBNet 0.8 s, `unet_image` 3.8 s, APL 13 s
-(a 128-channel generator at full resolution). With 2 threads while other jobs loaded the machine, 1–6×
+presets 0.04–0.19 s (`unet_image` then at width 16; at its CPU width 40, 2.4 s with the machine loaded);
+paper presets KPAC 0.2–0.4 s, IFAN 0.5 s, DRBNet 0.8 s, `unet_image` 3.8 s, APL 13 s (a 128-channel
+generator at full resolution). With 2 threads while other jobs loaded the machine, 1–6×
 slower and erratic.
 
 ``build_baseline("kpac", preset="cpu")`` builds a preset; keyword arguments override its values.
