@@ -1,5 +1,6 @@
 """Markdown table of ``score_sweeps.py --json`` files: one row per method, the mean ± standard deviation over
-the files (e.g. seeds) of each, per input.
+the files (e.g. seeds) of each, per input: PSNR (in brackets its gain over the input frame, whose PSNR
+varies with the seed's test sweeps) and SSIM.
 
     python benchmarks/score_table.py SCORES/*.json [--inputs sim:1 sim:3 ../shared/samples/efs_dev]
 
@@ -59,10 +60,10 @@ def main() -> None:
                     if (method, text, seed) in seen:
                         continue
                     seen.add((method, text, seed))
-                for key in ("psnr", "ssim", "seconds_per_sweep"):
+                for key in ("psnr", "aif_gain_db", "ssim", "seconds_per_sweep"):
                     table[name][text][key].append(values[key])
                 table[name][text]["files"].append(score["checkpoint"])
-    header = ["method", "runs", "params"] + [f"{text} {key}" for text in inputs for key in ("PSNR", "SSIM")]
+    header = ["method", "runs", "params"] + [f"{text} {key}" for text in inputs for key in ("PSNR (gain)", "SSIM")]
     header += ["LPIPS", "s/image"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -72,7 +73,9 @@ def main() -> None:
         count = params.get(method)
         cells = [method, str(runs), f"{count / 1e6:.2f} M" if count else "—"]
         for text in inputs:
-            cells += [spread(table[method][text]["psnr"], 2), spread(table[method][text]["ssim"], 3)]
+            gain = spread(table[method][text]["aif_gain_db"], 2)
+            cells += [f"{spread(table[method][text]['psnr'], 2)} ({'' if gain.startswith('-') else '+'}{gain})",
+                      spread(table[method][text]["ssim"], 3)]
         timing = table[method][args.timing]["seconds_per_sweep"] if args.timing else []
         cells += ["null", spread(timing, 2) if method not in ("input",) else "—"]
         print("| " + " | ".join(cells) + " |")
