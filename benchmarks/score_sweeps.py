@@ -5,14 +5,20 @@ sensor sensitivity, ``sim:K1`` (DVS-Voltmeter DAVIS346 with k1 × K1, the checkp
 ranges otherwise, test-split scenes):
 
     python benchmarks/score_sweeps.py --ckpt RUN_OR_CKPT --input ../shared/samples/efs_dev sim:1 sim:3 [--sim-sweeps 16]
+        [--json scores.json]
 
 Per input it prints a Markdown table row per method: ``pipeline`` (the checkpoint), ``integration``
 (``log I0 + c·Σ events`` at the contrast each sweep's own frame and events give, Sobel merge — no
 network, no ground truth), and the input frame; AIF gain = PSNR(result, truth) − PSNR(frame, truth),
-data range 1, full RGB image; depth AbsRel over every pixel with ground truth and over the confident
-ones. ``--contrasts`` adds integration at fixed contrasts (diagnosis: the best of them needs the
-ground truth to pick). ``--json FILE`` also writes every row (per sweep and mean) as JSON: the model
-card's scores (``weights/README.md``) come from it, and ``tests/test_shipped_weights.py`` checks them.
+PSNR and SSIM of the result (data range 1, full RGB image); depth AbsRel over every pixel with ground
+truth and over the confident ones. ``--contrasts`` adds integration at fixed contrasts (diagnosis: the
+best of them needs the ground truth to pick).
+
+An image-only baseline's checkpoint (stage ``baseline``, issue 11) is scored the same way: its network
+turns each frame into the ``pipeline`` result; it makes no depth (—). ``--json`` also writes the means
+per input and method (``inputs``), every sweep's own row (``per_sweep``) and the network's seconds per
+sweep: the model card's scores (``weights/README.md``) come from it, and
+``tests/test_shipped_weights.py`` checks them.
 """
 
 from __future__ import annotations
@@ -20,14 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from omegaconf import OmegaConf
 
-from evfocus.checkpoints import load_nets, load_stage_checkpoint
+from evfocus.checkpoints import load_baseline, load_nets, load_stage_checkpoint
 from evfocus.data.captures import list_captures, read_capture
 from evfocus.events.integration import EventIntegrator
 from evfocus.metrics import image_quality
@@ -54,6 +61,20 @@ def sweeps_of(text: str, cfg, count: int) -> Iterator[Sweep]:
         yield simulator.simulate(eval_sweep_seed(cfg.seed, "test", index))
 
 
+class ImageOnly:
+    """An image-only baseline run like ``AIFPipeline``: the frame → the all-in-focus image, no depth."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        self.net = net
+
+    @torch.no_grad()
+    def __call__(self, sweep: Sweep, device: str) -> SimpleNamespace:
+        started = time.perf_counter()
+        aif = self.net(sweep.image.float()[None])[0].clamp(0, 1)
+        return SimpleNamespace(aif=aif, depth_m=None, depth_confidence=None, contrast=None,
+                               seconds={"total": time.perf_counter() - started})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
@@ -61,56 +82,79 @@ def main() -> None:
     parser.add_argument("--sim-sweeps", type=int, default=16, help="sweeps per sim:K1 input")
     parser.add_argument("--contrasts", type=float, nargs="*", default=[], help="also integration at these c")
     parser.add_argument("--per-sweep", action="store_true", help="a row per sweep, not only the mean")
-    parser.add_argument("--json", type=Path, help="also write every row to this JSON file")
+    parser.add_argument("--json", help="also write the means per input and method to this file")
+    parser.add_argument("--no-integration", action="store_true", help="skip the integration reference (the same "
+                        "for every checkpoint of one simulator config: score it once)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    checkpoint = load_stage_checkpoint(args.ckpt)
+    checkpoint = load_stage_checkpoint(args.ckpt, ("refocus", "merge", "joint", "baseline"))
     cfg = checkpoint.cfg
-    refocus, merge = load_nets(checkpoint)
-    print(f"checkpoint {checkpoint.path} (stage {checkpoint.stage}), grid {cfg.pipeline.search.grid_size}")
-    print("| input | sweep | method | contrast | AIF gain (dB) | depth AbsRel | AbsRel confident (share) |")
-    print("|---|---|---|---|---|---|---|")
-    report = {"checkpoint": str(checkpoint.path), "grid_size": cfg.pipeline.search.grid_size, "inputs": {}}
+    image_only = ImageOnly(load_baseline(checkpoint)) if checkpoint.stage == "baseline" else None
+    refocus, merge = load_nets(checkpoint) if image_only is None else (None, None)
+    model = cfg.model.name if image_only is not None else checkpoint.stage
+    print(f"checkpoint {checkpoint.path} (stage {checkpoint.stage}, {model}), grid {cfg.pipeline.search.grid_size}")
+    print("| input | sweep | method | contrast | AIF gain (dB) | PSNR | SSIM | depth AbsRel | AbsRel confident (share) "
+          "| s/sweep |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    means: dict[str, dict[str, dict]] = {}
+    per_sweep: dict[str, dict[str, dict]] = {}
     for text in args.input:
         scores = defaultdict(list)
         for sweep in sweeps_of(text, cfg, args.sim_sweeps):
             config = pipeline_config(cfg, sweep)
-            methods = {"pipeline": (refocus, merge), "integration": (self_calibrated_integrator(sweep, "cpu"), None)}
-            methods.update({f"integration c={c:g}": (EventIntegrator(c), None) for c in args.contrasts})
-            frame_psnr = image_quality(sweep.image, sweep.aif)["psnr"]
-            for method, (refocus_fn, merge_fn) in methods.items():
-                result = AIFPipeline(refocus_fn, merge_fn, config)(sweep, "cpu")
-                depth = depth_scores(result.depth_m, result.depth_confidence, sweep.depth_m)
-                gain = image_quality(result.aif, sweep.aif)["psnr"] - frame_psnr
-                row = (gain, depth["abs_rel"], depth["abs_rel_confident"], depth["confident_fraction"], result.contrast)
+            with torch.no_grad():
+                methods = {"pipeline": image_only or AIFPipeline(refocus, merge, config)}
+                if not args.no_integration:
+                    methods["integration"] = AIFPipeline(self_calibrated_integrator(sweep, "cpu"), None, config)
+                methods.update({f"integration c={c:g}": AIFPipeline(EventIntegrator(c), None, config)
+                                for c in args.contrasts})
+            frame = image_quality(sweep.image, sweep.aif)
+            for method, run in methods.items():
+                with torch.no_grad():
+                    result = run(sweep, "cpu")
+                quality = image_quality(result.aif, sweep.aif)
+                depth = (depth_scores(result.depth_m, result.depth_confidence, sweep.depth_m)
+                         if result.depth_m is not None else dict.fromkeys(("abs_rel", "abs_rel_confident",
+                                                                          "confident_fraction")))
+                row = (quality["psnr"] - frame["psnr"], quality["psnr"], quality["ssim"], depth["abs_rel"],
+                       depth["abs_rel_confident"], depth["confident_fraction"], result.contrast,
+                       result.seconds["total"])
                 scores[method].append(row)
-                report["inputs"].setdefault(text, {}).setdefault(sweep.name, {})[method] = as_record([row])
+                per_sweep.setdefault(text, {}).setdefault(sweep.name, {})[method] = as_record([row])
                 if args.per_sweep:
                     print_row(text, sweep.name, method, [row])
+            scores["input"].append((0.0, frame["psnr"], frame["ssim"], None, None, None, None, 0.0))
+        means[text] = {}
         for method, rows in scores.items():
             print_row(text, f"mean of {len(rows)}", method, rows)
-            report["inputs"][text].setdefault("mean", {})[method] = as_record(rows)
+            means[text][method] = as_record(rows) | {"num_sweeps": len(rows)}
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        with open(args.json, "w") as file:
+            json.dump({"checkpoint": str(checkpoint.path), "stage": checkpoint.stage, "model": model, "seed": cfg.seed,
+                       "parameters": sum(p.numel() for p in (image_only.net.parameters() if image_only else
+                                         [*refocus.parameters(), *(merge.parameters() if merge else [])])),
+                       "lpips": None, "inputs": means, "per_sweep": per_sweep}, file, indent=2)
 
 
 def mean_columns(rows: list[tuple]) -> list[float | None]:
-    """Column means over sweeps, ignoring ``None`` (no confident pixels, no contrast)."""
+    """Column means over sweeps, ignoring ``None`` (no depth, no confident pixels, no contrast)."""
     return [statistics.mean(v for v in column if v is not None) if any(v is not None for v in column) else None
             for column in zip(*rows, strict=True)]
 
 
 def as_record(rows: list[tuple]) -> dict[str, float | None]:
-    names = ("aif_gain_db", "depth_abs_rel", "depth_abs_rel_confident", "confident_fraction", "contrast")
+    names = ("aif_gain_db", "psnr", "ssim", "depth_abs_rel", "depth_abs_rel_confident", "confident_fraction",
+             "contrast", "seconds_per_sweep")
     return dict(zip(names, mean_columns(rows), strict=True))
 
 
 def print_row(text: str, sweep: str, method: str, rows: list[tuple]) -> None:
-    gain, abs_rel, confident, share, contrast = mean_columns(rows)
+    gain, psnr, ssim, abs_rel, confident, share, contrast, seconds = mean_columns(rows)
     contrast_text = "—" if contrast is None else f"{contrast:.3f}"
+    abs_rel_text = "—" if abs_rel is None else f"{abs_rel:.3f}"
     confident_text = "—" if confident is None else f"{confident:.3f} ({share:.0%})"
-    print(f"| {text} | {sweep} | {method} | {contrast_text} | {gain:+.2f} | {abs_rel:.3f} | {confident_text} |",
-          flush=True)
+    print(f"| {text} | {sweep} | {method} | {contrast_text} | {gain:+.2f} | {psnr:.2f} | {ssim:.3f} | {abs_rel_text} "
+          f"| {confident_text} | {seconds:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

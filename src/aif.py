@@ -33,8 +33,11 @@ once all its files are written: a failure leaves no partial folder, and an earli
 same name stays as it was.
 
 A refocus-stage checkpoint has no merge net: its slices are merged by Sobel energy, as the
-reference's ablation does (``report.json`` says which merge ran). Bad input stops the run with one
-line naming the problem and exit status 2. This file parses and prints; the work is ``evfocus.inference``.
+reference's ablation does (``report.json`` says which merge ran). An image-only baseline's checkpoint
+(stage ``baseline``) turns the frame alone into ``aif.png`` and writes ``report.json`` (which model ran, the
+scores with ground truth); no depth, weights or GIF, and the search and stack options do not apply.
+Bad input stops the run with one line naming the problem and exit status 2. This file parses and prints;
+the work is ``evfocus.inference``.
 """
 
 from __future__ import annotations
@@ -151,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.ckpt, device)
         sources = resolve_inputs(args.input, args.name, model.checkpoint.cfg, args.sim_size, capture_options(args))
         cfg = with_pipeline_overrides(model.checkpoint.cfg, args.grid, args.max_slices, args.tile, args.runtime)
-        print(f"checkpoint {model.checkpoint.path} (stage {model.checkpoint.stage}, merge {model.merge_name}), "
-              f"{len(sources)} sweep(s) on {device}", file=sys.stderr)
+        print(f"checkpoint {model.checkpoint.path} ({model.summary()}), {len(sources)} sweep(s) on {device}",
+              file=sys.stderr)
         for source in tqdm(sources, desc="sweeps", unit="sweep"):
             report = process(source, model, cfg, args.out, args.frames, device, args.video)
             tqdm.write(summary_line(report), file=sys.stderr)

@@ -78,14 +78,15 @@ def test_print_config_reports_a_broken_interpolation(capsys):
 def test_model_name_must_name_a_registered_network(capsys):
     from evfocus.models.registry import MODELS, build_refocus_net, check_model_name
 
-    message = r"model\.name: 'nope' is not one of \['evrefocusnet'\]"
+    message = r"model\.name: 'nope' is not one of \[.*'evrefocusnet'.*\]"
     cfg = load_config(None, ["model.name=nope"])  # the schema cannot see the registry: checked when built
     with pytest.raises(ConfigError, match=message):
         check_model_name(cfg)
     assert load_train_cli().main(["--config", str(CONFIGS[0]), "--print-config", "model.name=nope"]) == 2
-    assert "model.name: 'nope' is not one of ['evrefocusnet']" in capsys.readouterr().err
-    for name in MODELS:
-        assert build_refocus_net(load_config(None, [f"model.name={name}"])) is not None
+    assert "model.name: 'nope' is not one of ['apl', 'drbnet', 'evrefocusnet', 'ifan'" in capsys.readouterr().err
+    for name, entry in MODELS.items():
+        if "refocus" in entry.stages:
+            assert build_refocus_net(load_config(None, [f"model.name={name}"])) is not None
 
 
 @pytest.mark.parametrize("override, message", [
@@ -139,7 +140,8 @@ def test_usual_trainer_options_pass():
 @pytest.mark.parametrize("overrides, message", [
     (["monitor=val/psnrr"], r"monitor: 'val/psnrr' is not a metric stage 'refocus' logs; one of \['val/psnr'"),
     (["stage=merge", "monitor=val/loss"], r"monitor: 'val/loss' is not a metric stage 'merge' logs"),
-    (["stage=baseline"], r"stage: 'baseline' is not one of \['refocus', 'merge', 'joint'\]"),
+    (["stage=nope"], r"stage: 'nope' is not one of \['refocus', 'merge', 'joint', 'baseline'\]"),
+    (["stage=baseline", "monitor=val/depth_abs_rel"], r"not a metric stage 'baseline' logs"),
 ])
 def test_monitor_and_stage_must_exist(overrides, message):
     with pytest.raises(ConfigError, match=message):

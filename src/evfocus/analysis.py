@@ -3,7 +3,8 @@
 Tables come from each run's ``results.json`` (``runs_table``), offline, or from the wandb API
 (``wandb_runs_table``, with ``WANDB_MODE=online``); scores per test sweep (PSNR against defocus size
 and event density, the search's probes, the AIF images and depth maps) come from re-running a run's
-checkpoint on its own test sweeps (``evaluate_run``).
+checkpoint on its own test sweeps (``evaluate_run``), optionally beside other runs' checkpoints on the
+same sweeps (e.g. the image-only baselines of issue 11, which make an all-in-focus image and no depth).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from evfocus.checkpoints import load_nets, load_stage_checkpoint
+from evfocus.checkpoints import load_baseline, load_nets, load_stage_checkpoint
 from evfocus.data.simulated import build_eval_sweeps
 from evfocus.pipeline.aif import AIFPipeline, AIFResult
 from evfocus.pipeline.references import self_calibrated_integrator
@@ -86,11 +87,20 @@ def sweep_summary(folder: str | Path) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ per test sweep
 @dataclass
+class ImageOnlyResult:
+    """What an image-only baseline makes of a sweep: the all-in-focus estimate alone (no depth)."""
+
+    aif: torch.Tensor  # (C, H, W) in [0, 1]
+    depth_m: None = None
+
+
+@dataclass
 class SweepOutcome:
     """One test sweep and what each method made of it."""
 
     sweep: Sweep
-    results: dict[str, AIFResult]  # "pipeline" (the run's nets) and "integration" (no network)
+    # "pipeline" (the run's nets) and "integration" (no network), plus any other runs' by method name
+    results: dict[str, AIFResult | ImageOnlyResult]
 
 
 def psnr(image: torch.Tensor, target: torch.Tensor) -> float:
@@ -105,19 +115,37 @@ def _run_pipeline(cfg: DictConfig, refocus: Any, merge: Any, sweep: Sweep) -> AI
 
 @dataclass
 class TrainedRun:
-    """A run folder's config and nets (its best checkpoint), ready to run the pipeline on sweeps."""
+    """A run folder's config and nets (its best checkpoint), ready to run the pipeline on sweeps; or, for an
+    image-only baseline's run (stage ``baseline``), its network (``image_only``)."""
 
     cfg: DictConfig
     refocus: Any
     merge: Any
+    image_only: Any = None
 
     @classmethod
     def load(cls, run_dir: str | Path) -> TrainedRun:
-        checkpoint = load_stage_checkpoint(run_dir)
+        checkpoint = load_stage_checkpoint(run_dir, ("refocus", "merge", "joint", "baseline"))
+        if checkpoint.stage == "baseline":
+            return cls(checkpoint.cfg, None, None, load_baseline(checkpoint))
         return cls(checkpoint.cfg, *load_nets(checkpoint))
+
+    @property
+    def method(self) -> str:
+        return str(self.cfg.model.name) if self.image_only is not None else "pipeline"
+
+    @torch.no_grad()
+    def estimate(self, sweep: Sweep) -> AIFResult | ImageOnlyResult:
+        """The run's own result on ``sweep``: the pipeline, or the baseline's estimate from the frame alone."""
+        if self.image_only is not None:
+            return ImageOnlyResult(self.image_only(sweep.image.float()[None])[0].clamp(0, 1))
+        return _run_pipeline(self.cfg, self.refocus, self.merge, sweep)
 
     def outcome(self, sweep: Sweep) -> SweepOutcome:
         """The run's pipeline and event integration (no network) on ``sweep``."""
+        if self.image_only is not None:
+            raise ValueError("an image-only baseline's run has no pipeline: pass it to evaluate_run as one of "
+                             "`others`")
         integrator = self_calibrated_integrator(sweep, "cpu")
         return SweepOutcome(sweep, {"pipeline": _run_pipeline(self.cfg, self.refocus, self.merge, sweep),
                                     "integration": _run_pipeline(self.cfg, integrator, None, sweep)})
@@ -128,13 +156,17 @@ class TrainedRun:
         return SweepSimulator(self.cfg.sim, "test").simulate(seed, frames)
 
 
-def evaluate_run(run_dir: str | Path, max_sweeps: int | None = None) -> tuple[pd.DataFrame, list[SweepOutcome]]:
+def evaluate_run(run_dir: str | Path, max_sweeps: int | None = None,
+                 others: list[str | Path] = ()) -> tuple[pd.DataFrame, list[SweepOutcome]]:
     """A run's checkpoint on its own test sweeps: a table (one row per sweep and method: PSNR, defocus
-    radius, events per pixel) and the outcomes (images, depth, search probes) for figures."""
+    radius, events per pixel) and the outcomes (images, depth, search probes) for figures. ``others``:
+    more run folders (e.g. image-only baselines) run on the same sweeps, each named by its method."""
     run = TrainedRun.load(run_dir)
+    extra = [TrainedRun.load(folder) for folder in others]
     rows, outcomes = [], []
     for sweep in build_eval_sweeps(run.cfg, "test", run.cfg.seed)[:max_sweeps]:
         outcome = run.outcome(sweep)
+        outcome.results.update({other.method: other.estimate(sweep) for other in extra})
         outcomes.append(outcome)
         common = {"sweep": sweep.name, "max_blur_radius_px": sweep.meta["max_blur_radius_px"],
                   "events_per_px": len(sweep.events) / (sweep.height * sweep.width)}
@@ -142,3 +174,9 @@ def evaluate_run(run_dir: str | Path, max_sweeps: int | None = None) -> tuple[pd
                  for name, result in outcome.results.items()]
         rows.append({**common, "method": "identity", "psnr": psnr(sweep.image, sweep.aif)})
     return pd.DataFrame(rows), outcomes
+
+
+def best_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """The best run (test PSNR) of each method in ``runs_table``'s table, best first."""
+    ranked = table.dropna(subset=["psnr"]).sort_values("psnr", ascending=False)
+    return ranked.groupby("method", sort=False).head(1)

@@ -14,6 +14,8 @@ import os
 import pickle
 import re
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,16 @@ from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from evfocus.config import ExperimentConfig
+from evfocus.models.baselines import ImageBaseline
 from evfocus.models.merge import EvMergeNet
 from evfocus.models.refocus import EvRefocusNet
-from evfocus.models.registry import UnknownModelError, build_merge_net, build_refocus_net
+from evfocus.models.registry import (
+    BASELINE_STAGE,
+    UnknownModelError,
+    build_baseline_net,
+    build_merge_net,
+    build_refocus_net,
+)
 
 # how torch's weights-only unpickler names a callable or class it refused (anything else: a corrupt file)
 UNSAFE_OBJECT = re.compile(r"global|function|class|allowlisted", re.IGNORECASE)
@@ -152,25 +161,44 @@ def load_weights(net: nn.Module, checkpoint: StageCheckpoint, prefix: str, what:
         net.load_state_dict(weights)
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+        saved = checkpoint.cfg.merge_model if what == "merge net" else checkpoint.cfg.model
         raise CheckpointError(
-            f"{checkpoint.path}: its {what} does not fit this config (saved model: "
-            f"{OmegaConf.to_container(checkpoint.cfg.model if what == 'refocus net' else checkpoint.cfg.merge_model)}"
+            f"{checkpoint.path}: its {what} does not fit this config (saved model: {OmegaConf.to_container(saved)}"
             f", data.num_bins={checkpoint.cfg.data.num_bins}); first mismatch: {first}") from None
     return net
 
 
-def load_nets(checkpoint: StageCheckpoint) -> tuple[EvRefocusNet, EvMergeNet | None]:
-    """The checkpoint's refocus net and, for the merge and joint stages, its merge net (eval mode)."""
+@contextmanager
+def _building(checkpoint: StageCheckpoint) -> Iterator[None]:
+    """Turn a saved config this version cannot build nets from into a ``CheckpointError`` naming the file."""
     try:
-        refocus = build_refocus_net(checkpoint.cfg)
-        merge = build_merge_net(checkpoint.cfg) if checkpoint.stage in ("merge", "joint") else None
+        yield
     except OmegaConfBaseException as error:  # a config saved by an evfocus with another schema
         key = getattr(error, "full_key", None) or "?"
         raise CheckpointError(f"{checkpoint.path}: its saved config cannot build this version's nets "
                               f"(key '{key}': {str(error).splitlines()[0]}); saved by an older evfocus?") from None
-    except UnknownModelError as error:
+    except (UnknownModelError, TypeError, ValueError) as error:  # unknown name, preset or constructor argument
         raise CheckpointError(f"{checkpoint.path}: {error}; saved by another version of evfocus?") from None
+
+
+def load_nets(checkpoint: StageCheckpoint) -> tuple[EvRefocusNet, EvMergeNet | None]:
+    """The checkpoint's refocus net and, for the merge and joint stages, its merge net (eval mode)."""
+    if checkpoint.stage == BASELINE_STAGE:
+        raise CheckpointError(f"{checkpoint.path} is an image-only baseline ({checkpoint.cfg.model.name}): it has "
+                              "no refocus net (load it with load_baseline)")
+    with _building(checkpoint):
+        refocus = build_refocus_net(checkpoint.cfg)
+        merge = build_merge_net(checkpoint.cfg) if checkpoint.stage in ("merge", "joint") else None
     load_weights(refocus, checkpoint, "refocus_net.", "refocus net").eval()
     if merge is not None:
         load_weights(merge, checkpoint, "merge_net.", "merge net").eval()
     return refocus, merge
+
+
+def load_baseline(checkpoint: StageCheckpoint) -> ImageBaseline:
+    """The image-only network of a ``baseline`` checkpoint (eval mode)."""
+    if checkpoint.stage != BASELINE_STAGE:
+        raise CheckpointError(f"{checkpoint.path} is a '{checkpoint.stage}' checkpoint, not an image-only baseline")
+    with _building(checkpoint):
+        net = build_baseline_net(checkpoint.cfg)
+    return load_weights(net, checkpoint, "net.", f"{checkpoint.cfg.model.name} network").eval()

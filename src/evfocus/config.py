@@ -32,6 +32,7 @@ STAGE_METRICS: dict[str, tuple[str, ...]] = {
     "refocus": ("val/psnr", "val/ssim", "val/lpips", "val/loss"),
     "merge": ("val/psnr", "val/ssim", "val/lpips", "val/depth_abs_rel"),
     "joint": ("val/psnr", "val/ssim", "val/lpips", "val/depth_abs_rel"),
+    "baseline": ("val/psnr", "val/ssim", "val/lpips"),
 }
 STAGES = tuple(STAGE_METRICS)
 Layers = list[tuple[str, DictConfig]]  # (where it came from, what it set), in merge order
@@ -163,6 +164,10 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = "evrefocusnet"  # a network of models.registry.MODELS (checked when the stage is built)
+    # stage baseline: a size of models.baselines.BASELINES[name] ("cpu", "paper", ...; null: the constructor's
+    # defaults) and constructor arguments overriding it; width, depth, norm and the rest size EvRefocusNet only
+    preset: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     width: int = 16
     depth: int = 3
     norm: str = "group"
@@ -181,6 +186,11 @@ class LossConfig:
     lpips: float = 0.0
     gradient: float = 0.0
     contrast: float = 0.1  # weight of the contrast estimator's log error (model.contrast=learned)
+    # stage baseline, the papers' own terms: IFAN's reblurring MSE and defocus MSE (both at 1/8), APL's
+    # adversarial BCE (docs/baselines.md)
+    reblur: float = 1.0
+    defocus: float = 1.0
+    adversarial: float = 1.0
 
 
 @dataclass
@@ -474,9 +484,17 @@ def validate(cfg: DictConfig) -> None:
     jitter = cfg.data.contrast_teacher_jitter
     if jitter is not None and jitter < 0:
         raise ConfigError(f"data.contrast_teacher_jitter: must be >= 0 (or null), got {jitter}")
+    if cfg.stage == "baseline" and cfg.data.captures.root:
+        raise ConfigError("data.captures.root: captures are evaluated by the event stages; score an image-only "
+                          "baseline on captures with `python src/aif.py --ckpt RUN --input CAPTURES`")
+    if cfg.stage == "baseline" and cfg.data.source == "shards":
+        raise ConfigError("data.source=shards: shards hold event samples; stage 'baseline' simulates its own")
     if cfg.data.source == "shards" and not cfg.data.shards.dir:
         raise ConfigError("data.source=shards needs data.shards.dir (the folder or s3:// prefix "
                           "`python -m evfocus.data.export --out` wrote)")
+    for name, weight in cfg.loss.items():
+        if weight < 0:
+            raise ConfigError(f"loss.{name}: a loss weight must be >= 0, got {weight}")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers: must be >= 0, got {cfg.data.num_workers}")
     values = to_container(cfg)

@@ -92,7 +92,7 @@ def comparison_crops(outcome: SweepOutcome, box: tuple[int, int, int, int]) -> F
 def depth_maps(outcome: SweepOutcome) -> Figure:
     """Each method's depth map and the true depth, in normalised diopters of the sweep (near = warm)."""
     sweep = outcome.sweep
-    depths = {n: r.depth_m for n, r in outcome.results.items()}
+    depths = {n: r.depth_m for n, r in outcome.results.items() if r.depth_m is not None}  # baselines: no depth
     if sweep.depth_m is not None:
         depths["ground truth"] = sweep.depth_m
     figure, axes = plt.subplots(1, len(depths), figsize=(2.4 * len(depths), 2.4), squeeze=False)

@@ -27,9 +27,12 @@ def event_image(events: Tensor) -> Tensor:
     return torch.cat([1.0 - off, 1.0 - on - off, 1.0 - on], dim=1).clamp(0.0, 1.0)
 
 
-def refocus_panel(image: Tensor, events: Tensor, pred: Tensor, target: Tensor) -> Tensor:
-    """One row per sample: input | events | prediction | target, as a (3, N·H, 4·W) image."""
-    columns = [image.float(), event_image(events), pred.float().clamp(0, 1), target.float()]
+def refocus_panel(image: Tensor, events: Tensor | None, pred: Tensor, target: Tensor) -> Tensor:
+    """One row per sample: input | events | prediction | target, as a (3, N·H, 4·W) image (no events
+    column for an image-only network: ``events=None``)."""
+    columns = [image.float(), pred.float().clamp(0, 1), target.float()]
+    if events is not None:
+        columns.insert(1, event_image(events))
     rows = torch.cat(columns, dim=-1)
     return torch.cat(list(rows.cpu()), dim=-2)
 
@@ -58,6 +61,13 @@ def aif_panel(sweep: Sweep, result: AIFResult) -> Tensor:
     columns = [_rgb(image), _rgb(result.aif.float().cpu().clamp(0, 1)), _rgb(truth), depth,
                colour_map(slices[None], "viridis")]
     return torch.cat(columns, dim=-1)
+
+
+def image_only_panel(sweep: Sweep, estimate: Tensor) -> Tensor:
+    """input | estimate | ground truth, as one (3, H, 3·W) image: an image-only network's all-in-focus result."""
+    image = sweep.image.float().cpu()
+    truth = sweep.aif.float().cpu() if sweep.aif is not None else torch.zeros_like(image)
+    return torch.cat([_rgb(image), _rgb(estimate.float().cpu().clamp(0, 1)), _rgb(truth)], dim=-1)
 
 
 def _rgb(image: Tensor) -> Tensor:

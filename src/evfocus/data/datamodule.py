@@ -31,10 +31,11 @@ def _single(batch: list[Any]) -> Any:
 class SimulatedSweepDataModule(L.LightningDataModule):
     """Streams freshly simulated samples (or shards); validates/tests on cached held-out sweeps.
 
-    Training samples are refocus pairs (stage ``refocus``) or focal-stack crops (``merge``,
-    ``joint``). Validation: refocus pairs for the refocus stage, whole sweeps through the AIF
-    pipeline for the others. Test, every stage: [refocus pairs, whole sweeps] and, with
-    ``data.captures.root``, the captures as a third loader; predict: the captures alone.
+    Training samples are refocus pairs (stage ``refocus``), focal-stack crops (``merge``, ``joint``) or
+    frame and all-in-focus crops (``baseline``). Validation: refocus pairs for the refocus stage, whole
+    sweeps through the AIF pipeline for the others. Test: [refocus pairs, whole sweeps] and, with
+    ``data.captures.root``, the captures as a third loader; the image-only baselines, which refocus
+    nothing, get the whole sweeps alone. Predict: the captures alone.
 
     With ``data.source: shards`` the position in the shard stream (litdata's loader state) is part of the
     Lightning checkpoint (``state_dict``/``load_state_dict``, which Lightning calls on save and restore) and is
@@ -59,7 +60,7 @@ class SimulatedSweepDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         world_size = self.trainer.world_size if self.trainer is not None else 1
         if stage in ("fit", None) and self.train_set is None:
-            kind = "refocus" if self.cfg.stage == "refocus" else "stack"
+            kind = self.cfg.stage if self.cfg.stage in ("refocus", "baseline") else "stack"
             self.train_set = (shard_dataset(self.cfg) if self.cfg.data.source == "shards"
                               else SimulatedRefocusStream(self.cfg, self.cfg.seed, world_size, kind=kind))
         splits = {"fit": ("val",), "validate": ("val",), "test": ("test",), None: ("val", "test")}
@@ -110,8 +111,10 @@ class SimulatedSweepDataModule(L.LightningDataModule):
         return DataLoader(self.capture_set, batch_size=1, shuffle=False, collate_fn=_single)
 
     def test_dataloader(self) -> list[DataLoader]:
-        loaders = [self._eval_loader("test"), self._sweep_loader("test", self.cfg.pipeline.eval_sweeps)]
-        return loaders + ([self._capture_loader()] if self.capture_set is not None else [])
+        sweeps = self._sweep_loader("test", self.cfg.pipeline.eval_sweeps)
+        if self.cfg.stage == "baseline":
+            return [sweeps]
+        return [self._eval_loader("test"), sweeps] + ([self._capture_loader()] if self.capture_set is not None else [])
 
     def predict_dataloader(self) -> DataLoader:
         if self.capture_set is None:

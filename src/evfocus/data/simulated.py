@@ -20,6 +20,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from evfocus.data.baseline_samples import UnpairedSharpPool, baseline_samples
 from evfocus.data.contrast_fields import teach_contrast
 from evfocus.data.samples import Sample, random_pairs, refocus_samples
 from evfocus.data.stack_samples import stack_samples, sweep_oracle_frames
@@ -28,7 +29,7 @@ from evfocus.sim.simulator import SweepSimulator
 from evfocus.sweep import Sweep
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-SampleKind = Literal["refocus", "stack"]
+SampleKind = Literal["refocus", "stack", "baseline"]
 
 
 def derive_seed(*parts: int) -> int:
@@ -46,20 +47,21 @@ class SimulatedRefocusStream(IterableDataset):
     """Training samples from freshly simulated sweeps, shuffled through a small buffer.
 
     ``kind="refocus"``: (frame, events t0→t, frame at t) pairs; ``kind="stack"``: focal-stack crops
-    for the merge and joint stages (``stack_samples``).
+    for the merge and joint stages (``stack_samples``); ``kind="baseline"``: crops of the frame and its
+    all-in-focus image for the image-only baselines (``baseline_samples``; sweeps simulated without events).
 
     ``len()`` is the exact number of samples one rank yields per epoch (rounded up per worker to
     whole batches), so progress bars and schedulers know the epoch length.
     """
 
-    def __init__(self, cfg: DictConfig, seed: int, world_size: int = 1,
-                 kind: SampleKind = "refocus") -> None:
+    def __init__(self, cfg: DictConfig, seed: int, world_size: int = 1, kind: SampleKind = "refocus") -> None:
         self.cfg = cfg
         self.kind = kind
         self.seed = seed
         self.world_size = world_size
         self.num_workers = max(1, cfg.data.num_workers)
         self.simulator: SweepSimulator | None = None
+        self.sharp_pool: UnpairedSharpPool | None = None  # kind "baseline": per iteration (per worker)
         # Shared memory, so persistent workers see the epoch the trainer is in: (epoch, batches done
         # in it when the epoch started — non-zero only when resuming mid-epoch, which then draws
         # fresh sweeps instead of replaying the epoch's first ones).
@@ -87,12 +89,15 @@ class SimulatedRefocusStream(IterableDataset):
             self.simulator = SweepSimulator(self.cfg.sim, "train")
         stream = (self.seed, rank, worker, epoch, batches_done)
         generator = torch.Generator().manual_seed(derive_seed(*stream))
+        if self.kind == "baseline":
+            self.sharp_pool = UnpairedSharpPool(self.cfg.data.shuffle_buffer, generator)
         buffer: list[Sample] = []
         emitted, sweep_index = 0, 0
         while emitted < self.samples_per_worker:
             while len(buffer) < self.cfg.data.shuffle_buffer:
-                buffer.extend(sweep_samples(self.cfg, self.simulator, self.kind, derive_seed(*stream, sweep_index),
-                                            generator))
+                samples = sweep_samples(self.cfg, self.simulator, self.kind, derive_seed(*stream, sweep_index),
+                                        generator)
+                buffer.extend(samples if self.sharp_pool is None else self.sharp_pool.attach(samples))
                 sweep_index += 1
             yield buffer.pop(int(torch.randint(0, len(buffer), (), generator=generator)))
             emitted += 1
@@ -103,6 +108,9 @@ def sweep_samples(cfg: DictConfig, simulator: SweepSimulator, kind: SampleKind, 
     """One simulated sweep's training samples: the on-the-fly stream and the shard export
     (``data.export``) both call this, so a shard holds exactly what the stream would have drawn."""
     data = cfg.data
+    if kind == "baseline":  # image-only: no events, so no event contrast to teach
+        sweep = simulator.simulate(sweep_seed, events=False)
+        return baseline_samples(sweep, data.samples_per_sweep, generator, data.crop_size, data.flip)
     if kind == "stack":
         sweep = simulator.simulate(sweep_seed, sweep_oracle_frames)
         samples = stack_samples(sweep, data.samples_per_sweep, data.efs_fine_bins, generator, cfg.stack.max_slices,

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from evfocus.inference.sweep_source import SweepSource
 from evfocus.pipeline.aif import AIFResult, PipelineConfig
@@ -14,17 +15,21 @@ from evfocus.pipeline.depth import depth_errors, depth_scores
 from evfocus.sweep import Sweep
 
 
-def quality_metrics(sweep: Sweep, result: AIFResult) -> dict[str, Any] | None:
-    """AIF and input-frame PSNR/SSIM (``metrics.image_quality``) and depth errors, when truth exists."""
-    metrics: dict[str, Any] = {}
-    if sweep.aif is not None:
-        # imported only when there is something to score: torchmetrics takes seconds to import (torchvision,
-        # scipy.signal), more than the rest of src/aif.py's start-up, and real captures have no ground truth
-        from evfocus.metrics import image_quality
+def image_metrics(sweep: Sweep, aif: Tensor) -> dict[str, Any]:
+    """AIF and input-frame PSNR/SSIM (``metrics.image_quality``) when the ground truth exists, else {}."""
+    if sweep.aif is None:
+        return {}
+    # imported only when there is something to score: torchmetrics takes seconds to import (torchvision,
+    # scipy.signal), more than the rest of src/aif.py's start-up, and real captures have no ground truth
+    from evfocus.metrics import image_quality
 
-        target = sweep.aif.cpu()
-        metrics["aif"] = image_quality(result.aif.cpu(), target)
-        metrics["input"] = image_quality(sweep.image.cpu(), target)
+    target = sweep.aif.cpu()
+    return {"aif": image_quality(aif.cpu(), target), "input": image_quality(sweep.image.cpu(), target)}
+
+
+def quality_metrics(sweep: Sweep, result: AIFResult) -> dict[str, Any] | None:
+    """``image_metrics`` and depth errors, when truth exists."""
+    metrics = image_metrics(sweep, result.aif)
     if sweep.depth_m is not None:
         truth = sweep.depth_m.float().cpu()
         valid = torch.isfinite(truth)  # +inf marks pixels with no surface
@@ -76,6 +81,24 @@ def build_report(sweep: Sweep, source: SweepSource, result: AIFResult, config: P
     }
 
 
+def image_only_report(sweep: Sweep, source: SweepSource, aif: Tensor, checkpoint: dict[str, Any],
+                      seconds: dict[str, float], device: torch.device) -> dict[str, Any]:
+    """The report of an image-only baseline: the sweep and the model as ``build_report`` has them, the
+    files written and the AIF scores; none of the search, stack or depth fields (it makes none)."""
+    return {
+        "name": sweep.name,
+        "source": source_info(sweep, source),
+        "image_size": {"height": sweep.height, "width": sweep.width, "channels": int(sweep.image.shape[0])},
+        "events": _event_summary(sweep),  # read, not used: the baseline sees the frame alone
+        "image_time_us": int(sweep.image_time_us),
+        "outputs": ["aif.png", "report.json"],
+        "seconds": seconds,
+        "checkpoint": checkpoint,
+        "device": str(device),
+        "metrics": image_metrics(sweep, aif) or None,
+    }
+
+
 def _event_summary(sweep: Sweep) -> dict[str, Any]:
     events = sweep.events
     num_on = int((events.p > 0).sum())
@@ -98,9 +121,12 @@ def jsonable(value: Any) -> Any:
 def summary_line(report: dict[str, Any]) -> str:
     """One line per sweep for the terminal: size, events, slices, calls, seconds and, with truth, scores."""
     size = report["image_size"]
-    line = (f"{report['name']}: {size['height']}x{size['width']}, {report['events']['count']} events, "
-            f"{len(report['slice_times_us'])} slices, {report['num_refocus_calls']} refocus calls, "
-            f"{report['seconds']['total']:.2f} s pipeline")
+    line = f"{report['name']}: {size['height']}x{size['width']}, {report['events']['count']} events, "
+    if "slice_times_us" in report:
+        line += (f"{len(report['slice_times_us'])} slices, {report['num_refocus_calls']} refocus calls, "
+                 f"{report['seconds']['total']:.2f} s pipeline")
+    else:
+        line += f"image only ({report['checkpoint']['model']}), {report['seconds']['total']:.2f} s network"
     metrics = report["metrics"] or {}
     if "aif" in metrics:
         line += f", AIF PSNR {metrics['aif']['psnr']:.2f} dB (input {metrics['input']['psnr']:.2f})"

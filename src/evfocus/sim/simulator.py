@@ -78,11 +78,14 @@ class SweepSimulator:
             event_response=response,
         )
 
-    def simulate(self, seed: int, frame_indices: Sequence[int] | FramePicker = ()) -> Sweep:
+    def simulate(self, seed: int, frame_indices: Sequence[int] | FramePicker = (), events: bool = True) -> Sweep:
         """Simulate sweep ``seed``; ``frames`` holds clean RGB targets at ``frame_indices``.
 
         ``frame_indices`` may be a function of (depth_m, schedule, frame_times_us) — e.g. the frames
         where the scene's layers are in focus — called once the scene is drawn, before any rendering.
+        ``events=False`` skips the focal frames and their events (the sweep gets an empty stream): for
+        image-only training, which needs the frame and the ground truth alone. The scene, optics and ground
+        truth are the same as with events; the frame's camera noise is another draw of the same kind.
         """
         cfg = self.cfg
         generator = torch.Generator().manual_seed(int(seed))
@@ -93,8 +96,11 @@ class SweepSimulator:
         times_us = torch.linspace(0, draw.duration_us, cfg.num_frames).round().to(torch.int64)
         focus_diopter = schedule.focus_diopter(times_us.to(torch.float64)).to(torch.float32)
 
-        luma = render_focal_frames(scene, focus_diopter, draw.blur_px_per_diopter, channels="luma")[:, 0]
-        events = self._events(luma, times_us, draw, generator)
+        if events:
+            luma = render_focal_frames(scene, focus_diopter, draw.blur_px_per_diopter, channels="luma")[:, 0]
+            stream = self._events(luma, times_us, draw, generator)
+        else:
+            stream = EventStream.empty(cfg.width, cfg.height)
 
         depth_m = render_depth(scene)
         if callable(frame_indices):
@@ -108,7 +114,7 @@ class SweepSimulator:
             name=f"sim-{self.split}-{seed}",
             image=image,
             image_time_us=0,
-            events=events,
+            events=stream,
             schedule=schedule,
             aif=srgb_encode(render_all_in_focus(scene)),
             depth_m=depth_m,

@@ -94,7 +94,8 @@ class DataEpoch(L.Callback):
 
 
 class ImagePanels(L.Callback):
-    """Every N training steps (and on the first test batch): input | events | prediction | target."""
+    """Every N training steps (and on the first test batch): input | events | prediction | target (no events
+    for the image-only baselines); per test sweep, the panel and caption its test step returns."""
 
     def __init__(self, samples_dir: Path, every_n_steps: int, num_images: int) -> None:
         self.samples_dir = samples_dir
@@ -113,16 +114,19 @@ class ImagePanels(L.Callback):
         if not isinstance(outputs, dict):
             return
         if "panel" in outputs and batch_idx < self.num_images:
-            self._save(trainer, f"test/aif_{batch_idx:02d}", outputs["panel"],
-                       "input | all-in-focus | ground truth | depth | slice index")
+            self._save(trainer, f"test/aif_{batch_idx:02d}", outputs["panel"], outputs["caption"])
         elif "pred" in outputs and batch_idx == 0:
             self._write(trainer, "test/panel", batch, outputs["pred"])
 
     @torch.no_grad()
     def _write(self, trainer: L.Trainer, name: str, batch: dict[str, torch.Tensor], pred: torch.Tensor) -> None:
+        """A refocus batch (``events``, ``target``) or an image-only one (``aif``, the baselines' target)."""
         count = min(self.num_images, pred.shape[0])
-        panel = refocus_panel(batch["image"][:count], batch["events"][:count], pred[:count], batch["target"][:count])
-        self._save(trainer, name, panel, "input | events | prediction | target")
+        events = batch["events"][:count] if "events" in batch else None
+        target = batch["target"] if "target" in batch else batch["aif"]
+        panel = refocus_panel(batch["image"][:count], events, pred[:count], target[:count])
+        caption = "input | events | prediction | target" if events is not None else "input | prediction | target"
+        self._save(trainer, name, panel, caption)
 
     def _save(self, trainer: L.Trainer, name: str, panel: torch.Tensor, caption: str) -> None:
         if not trainer.is_global_zero:

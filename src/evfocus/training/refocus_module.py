@@ -7,11 +7,11 @@ from typing import Any
 from torch import Tensor
 
 from evfocus.metrics import build_metrics
-from evfocus.training.base_module import Batch, StageModule
+from evfocus.training.base_module import Batch, EventStageModule
 from evfocus.training.optim import build_optimizers
 
 
-class RefocusModule(StageModule):
+class RefocusModule(EventStageModule):
     """Loss L1 + SSIM (+ gradient, + LPIPS when weighted); PSNR/SSIM/LPIPS on refocus pairs.
 
     Its test also scores the *identity* baseline (the input frame as the prediction), the figure a

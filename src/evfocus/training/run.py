@@ -85,9 +85,13 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path, run_name: str) -> WandbLogger 
                        tags=list(settings.tags), config=to_container(cfg), log_model=False)
 
 
-def _make_trainer(cfg: DictConfig, run_dir: Path, loggers: list[Logger], callbacks: list[L.Callback]) -> L.Trainer:
+def _make_trainer(cfg: DictConfig, run_dir: Path, loggers: list[Logger], callbacks: list[L.Callback],
+                  automatic_optimization: bool = True) -> L.Trainer:
+    """The Trainer of ``trainer:``; it clips gradients at ``optim.grad_clip_norm`` unless the module steps
+    its optimizers itself (manual optimization clips in the module)."""
     trainer_kwargs = to_container(cfg)["trainer"]
-    trainer_kwargs.setdefault("gradient_clip_val", cfg.optim.grad_clip_norm or None)
+    if automatic_optimization:
+        trainer_kwargs.setdefault("gradient_clip_val", cfg.optim.grad_clip_norm or None)
     try:
         return L.Trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks, **trainer_kwargs)
     except TypeError as error:
@@ -135,7 +139,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         ImagePanels(run_dir / "samples", cfg.logging.image_every_n_steps, cfg.logging.num_panel_images),
         LearningRateMonitor(logging_interval="step"),
     ]
-    trainer = _make_trainer(cfg, run_dir, loggers, callbacks)
+    trainer = _make_trainer(cfg, run_dir, loggers, callbacks, module.automatic_optimization)
     if tested is None:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     best_path = tested or best.best_model_path or None

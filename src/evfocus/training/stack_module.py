@@ -25,7 +25,7 @@ from evfocus.pipeline.aif import find_slices
 from evfocus.pipeline.settings import search_config
 from evfocus.sweep import Sweep
 from evfocus.training.aif_eval import AIFEvaluator
-from evfocus.training.base_module import Batch, StageModule
+from evfocus.training.base_module import Batch, EventStageModule
 from evfocus.training.optim import build_optimizers
 
 
@@ -39,7 +39,7 @@ def crop_search_settings(cfg: DictConfig) -> DictConfig:
         "min_events_per_px": 0.0, "max_crops_per_call": stack.oracle_grid**2})
 
 
-class StackModule(StageModule):
+class StackModule(EventStageModule):
     """EvRefocusNet + EvMergeNet trained on focal-stack crops (``data/stack_samples.py``)."""
 
     def __init__(self, cfg: dict[str, Any], load_init_weights: bool = True) -> None:
@@ -157,14 +157,7 @@ class StackModule(StageModule):
         self.val_evaluator.update(batch, self.refocus_net, self.merge_net, self.device)
 
     def on_validation_epoch_end(self) -> None:
-        summary = self.val_evaluator.compute()
-        self.val_evaluator.reset()
-        aif = summary["aif"]["pipeline"]
-        for name, value in aif.items():
-            if value is not None:
-                self.log(f"val/{name}", value, prog_bar=name == "psnr", sync_dist=True)
-        if summary["depth"]["pipeline"]["abs_rel"] is not None:
-            self.log("val/depth_abs_rel", summary["depth"]["pipeline"]["abs_rel"], sync_dist=True)
+        self.log_aif_validation(self.val_evaluator)
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]

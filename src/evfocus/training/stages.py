@@ -11,6 +11,7 @@ from evfocus.checkpoints import CheckpointError
 from evfocus.config import ConfigError, to_container
 from evfocus.data.datamodule import SimulatedSweepDataModule
 from evfocus.models.registry import check_model_name
+from evfocus.training.baseline_module import BaselineModule
 from evfocus.training.refocus_module import RefocusModule
 from evfocus.training.stack_module import StackModule
 
@@ -28,10 +29,15 @@ def _stack(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
     return module, SimulatedSweepDataModule(cfg)
 
 
+def _baseline(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
+    return BaselineModule(to_container(cfg)), SimulatedSweepDataModule(cfg)
+
+
 STAGE_BUILDERS: dict[str, Callable[[DictConfig], tuple[L.LightningModule, L.LightningDataModule]]] = {
     "refocus": _refocus,
     "merge": _stack,
     "joint": _stack,
+    "baseline": _baseline,
 }
 
 

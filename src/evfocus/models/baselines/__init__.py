@@ -12,13 +12,14 @@ companions: ``IFAN.build_reblur_net()`` and ``APL.build_discriminator()``.
 | `kpac` | KPAC, ICCV 2021 | `width=48, levels=2` | 1.58 M (1.58 M) | `width=12, levels=2` | 0.10 M |
 | `kpac` | 3-level: `paper_3level` | `width=48, levels=3` | 2.06 M (2.06 M) | | |
 | `apl` | APL, ECCV 2022 | `detector_width=64, generator_width=128` | 16.48 M (16.50 M) | `8`, `12` | 0.21 M |
-| `unet_image` | EvRefocusNet − events | `width=128` | 10.81 M (budget 10.63 M) | `width=16` | 0.17 M |
+| `unet_image` | EvRefocusNet − events | `width=128` | 10.81 M (budget 10.63 M) | `width=40` | 1.06 M |
 
 Training-only parts at paper size: IFAN's reblurring net 19.14 M (19.14 M); APL's discriminator
 (`discriminator_width=64`) 4.62 M (4.62 M). APL's 16.48 M is detector 8.66 M + generator 7.82 M.
 Forward time for one 260×346 frame (`torch.no_grad()`, median of 3, a shared 2-core CPU, 1 thread): CPU
-presets 0.04–0.19 s; paper presets KPAC 0.2–0.4 s, IFAN 0.5 s, DRBNet 0.8 s, `unet_image` 3.8 s, APL 13 s
-(a 128-channel generator at full resolution). With 2 threads while other jobs loaded the machine, 1–6×
+presets 0.04–0.19 s (`unet_image` then at width 16; at its CPU width 40, 2.4 s with the machine loaded);
+paper presets KPAC 0.2–0.4 s, IFAN 0.5 s, DRBNet 0.8 s, `unet_image` 3.8 s, APL 13 s (a 128-channel
+generator at full resolution). With 2 threads while other jobs loaded the machine, 1–6×
 slower and erratic.
 
 ``build_baseline("kpac", preset="cpu")`` builds a preset; keyword arguments override its values.
@@ -81,7 +82,8 @@ BASELINES: dict[str, BaselineSpec] = {
     "unet_image": BaselineSpec(ImageUNet, {
         # the budget: EvRefocusNet (width 64, depth 3, 16 bins) + EvMergeNet (width 47, depth 3)
         "paper": Preset({"width": 128}, 10_632_825),
-        "cpu": Preset({"width": 16}),
+        # the CPU pipeline's budget: EvRefocusNet (width 16) 0.31 M + EvMergeNet (width 16) 0.67 M = 0.98 M
+        "cpu": Preset({"width": 40}),
     }),
 }
 

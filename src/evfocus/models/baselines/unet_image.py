@@ -8,7 +8,8 @@ so the net starts as the identity, like EvRefocusNet. Group norm by default (see
 `width` scales it (parameters ∝ width²). The budget is EvRefocusNet (width 64, depth 3, 16 bins: 4.86 M)
 plus EvMergeNet (width 47, depth 3: 5.77 M) = 10.63 M. One branch at width 64 has only a quarter of that
 (its decoder's skips are half as wide too), so at depth 3 the budget is met at `width=128`: 10.81 M
-(+1.7 %; 124 gives 10.14 M, −4.6 %). CPU size `width=16`: 0.17 M.
+(+1.7 %; 124 gives 10.14 M, −4.6 %). CPU size `width=40`: 1.06 M, the budget of the CPU pipeline
+(configs/quickstart*.yaml: EvRefocusNet width 16, 0.31 M + EvMergeNet width 16, 0.67 M = 0.98 M; +8 %).
 """
 
 from __future__ import annotations
