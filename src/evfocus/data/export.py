@@ -58,8 +58,10 @@ def export(cfg: DictConfig, out: str, sweeps: int, workers: int = 1, chunk_bytes
         raise ConfigError(f"--out {out}: not empty; shards go to a new folder")
     started = time.perf_counter()
     values = to_container(cfg)
+    # spawned, not forked, workers: a fork of a process whose torch/OpenMP threads already ran can deadlock
+    # on a lock one of those threads held (seen in the full test suite: the forked worker waited forever)
     optimize(fn=partial(render, cfg_values=values), inputs=list(range(sweeps)), output_dir=out,
-             chunk_bytes=chunk_bytes, num_workers=workers, verbose=False)
+             chunk_bytes=chunk_bytes, num_workers=workers, verbose=False, start_method="spawn")
     _check_written(out, sweeps * cfg.data.samples_per_sweep)
     index = {"format": "evfocus-shards", "version": 1, "num_sweeps": sweeps,
              "num_samples": sweeps * cfg.data.samples_per_sweep, "seed": cfg.seed,
