@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from evfocus.config import ConfigError
 from evfocus.data.capture_set import CaptureSet
 from evfocus.data.shards import StreamingDataLoader, StreamingDataset, shard_dataset, shard_loader
-from evfocus.data.simulated import EvalRefocusSet, SimulatedRefocusStream, build_eval_sweeps
+from evfocus.data.simulated import EvalRefocusSet, SimulatedRefocusStream, build_eval_sweeps, sample_kind
 from evfocus.sweep import Sweep
 
 
@@ -60,9 +60,8 @@ class SimulatedSweepDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         world_size = self.trainer.world_size if self.trainer is not None else 1
         if stage in ("fit", None) and self.train_set is None:
-            kind = self.cfg.stage if self.cfg.stage in ("refocus", "baseline") else "stack"
-            self.train_set = (shard_dataset(self.cfg) if self.cfg.data.source == "shards"
-                              else SimulatedRefocusStream(self.cfg, self.cfg.seed, world_size, kind=kind))
+            self.train_set = (shard_dataset(self.cfg) if self.cfg.data.source == "shards" else
+                              SimulatedRefocusStream(self.cfg, self.cfg.seed, world_size, kind=sample_kind(self.cfg)))
         splits = {"fit": ("val",), "validate": ("val",), "test": ("test",), None: ("val", "test")}
         for split in splits.get(stage, ()):
             if split not in self.eval_sets:

@@ -52,6 +52,9 @@ def export(cfg: DictConfig, out: str, sweeps: int, workers: int = 1, chunk_bytes
     """Render ``sweeps`` sweeps into ``out`` (a new or empty folder, or an s3:// prefix); returns the index."""
     from litdata import optimize  # shards.py sets LITDATA_DISABLE_VERSION_CHECK before litdata is imported
 
+    if cfg.stage == "baseline":
+        raise ConfigError("stage: 'baseline' trains on simulation only (data.source=shards is refused for it); "
+                          "export shards with an event stage's config")
     if sweeps < 1 or workers < 1:
         raise ConfigError(f"--sweeps and --workers must be positive, got {sweeps} and {workers}")
     if not out.startswith("s3://") and Path(out).exists() and any(Path(out).iterdir()):

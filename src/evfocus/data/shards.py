@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from evfocus.config import ConfigError
 from evfocus.data.samples import Sample
-from evfocus.data.simulated import SampleKind, derive_seed, sweep_samples
+from evfocus.data.simulated import derive_seed, sample_kind, sweep_samples
 from evfocus.sim.simulator import SweepSimulator
 
 os.environ.setdefault("LITDATA_DISABLE_VERSION_CHECK", "1")  # litdata asks the package index otherwise (offline)
@@ -34,11 +34,6 @@ from litdata import StreamingDataLoader, StreamingDataset  # after the environme
 
 INDEX_NAME = "evfocus_shards.json"
 SHARD_STREAM = 20_000  # seed part that keeps shard sweeps apart from the training stream's and the eval sets'
-
-
-def sample_kind(cfg: DictConfig) -> SampleKind:
-    """The refocus stage trains on refocus pairs, the merge and joint stages on focal-stack crops."""
-    return "refocus" if cfg.stage == "refocus" else "stack"
 
 
 def shard_sweep_seed(base_seed: int, index: int) -> int:

@@ -32,6 +32,12 @@ SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 SampleKind = Literal["refocus", "stack", "baseline"]
 
 
+def sample_kind(cfg: DictConfig) -> SampleKind:
+    """What a stage trains on: refocus pairs (refocus), focal-stack crops (merge, joint), frame and
+    all-in-focus crops (baseline); the stream and the shard export both ask here."""
+    return cfg.stage if cfg.stage in ("refocus", "baseline") else "stack"
+
+
 def derive_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integer parts (NumPy's SeedSequence hashing)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
