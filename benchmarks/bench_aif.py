@@ -47,7 +47,7 @@ from evfocus.config import load_config
 from evfocus.data.captures import read_capture
 from evfocus.events.focal_stack import EventFocalStack
 from evfocus.models.registry import build_merge_net, build_refocus_net
-from evfocus.models.runtime import RUNTIMES, prepared
+from evfocus.models.runtime import RUNTIME_CHOICES, prepared, resolve_runtime
 from evfocus.pipeline.aif import AIFPipeline, AIFResult
 from evfocus.pipeline.search import PatchGrid
 from evfocus.pipeline.settings import pipeline_config
@@ -301,7 +301,7 @@ def main() -> None:
     parser.add_argument("--command-repeats", type=int, default=0,
                         help="also time the whole src/aif.py command on --capture this many times (same nets, "
                              "written as a weights file; its own default settings and outputs)")
-    parser.add_argument("--command-runtimes", nargs="+", choices=RUNTIMES, default=None,
+    parser.add_argument("--command-runtimes", nargs="+", choices=RUNTIME_CHOICES, default=None,
                         help="time the command with each of these --runtime values (default: its default)")
     parser.add_argument("--seed", type=int, default=0, help="net initialisation")
     parser.add_argument("--residual-std", type=float, default=0.02,
@@ -314,8 +314,9 @@ def main() -> None:
                         help="0: do not run the reference mode; project it from unit costs instead")
     parser.add_argument("--unit-probes", type=int, default=16, help="single-crop probes timed per unit rep")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runtime", choices=RUNTIMES, default=None,
-                        help="how the batched mode's nets run (default: the config's pipeline.runtime); the "
+    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default=None,
+                        help="how the batched mode's nets run (default: the config's pipeline.runtime, "
+                             "channels_last; 'auto' is src/aif.py's default); the "
                              "reference mode always runs plain torch")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--warmup", type=int, default=None,
@@ -349,7 +350,8 @@ def main() -> None:
             config = pipeline_config(cfg, sweep, device, mode)
             search = dataclasses.replace(config.search, domain=domain, tolerance_events=args.tolerance_events,
                                          min_events=args.min_events)
-            runtime = (args.runtime or config.runtime) if mode == "batched" else "torch"  # the reference: plain torch
+            runtime = (resolve_runtime(args.runtime or config.runtime, device) if mode == "batched"
+                       else "torch")  # the reference: plain torch
             configs[mode] = dataclasses.replace(config, search=search, runtime=runtime)
         runs: dict[str, list[dict]] = {"batched": [], "reference": []}
         units: list[dict] = []

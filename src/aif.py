@@ -2,7 +2,7 @@
 
     python src/aif.py [--ckpt RUN_DIR_OR_CKPT] --input CAPTURE_ROOT [MORE ...] --out DIR
         [--name NAME ...] [--device cuda|cpu] [--tile PX] [--grid N] [--max-slices S] [--frames F]
-        [--video slices|refocus] [--runtime torch|channels_last|bf16_stack|bf16]
+        [--video slices|refocus] [--runtime auto|torch|channels_last|bf16_stack|bf16]
         [--sim-size HxW] [--format FORMAT]
     python src/aif.py ... --input EVENTS --image FRAME [--meta FILE] [--sweep-us START END]
         [--focus-m NEAR FAR] [--image-time-us T] [--polarity-flip] --out DIR
@@ -60,7 +60,7 @@ from evfocus.inference.report import summary_line
 from evfocus.inference.run import INPUT_ERRORS, load_model, pick_device, process, with_pipeline_overrides
 from evfocus.inference.sources import InputError, resolve_inputs
 from evfocus.inference.video import MAX_GIF_FRAMES, VIDEO_MODES
-from evfocus.models.runtime import RUNTIMES
+from evfocus.models.runtime import RUNTIME_CHOICES
 from evfocus.pipeline.aif import PipelineConfig
 
 
@@ -106,12 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "'refocus' runs the refocus net once per frame, exact but one full-image pass "
                              "each: about 2 s per 260x346 frame at paper size on 2 CPU cores, so ~70 s for "
                              "32 frames, more than the whole pipeline")
-    parser.add_argument("--runtime", choices=RUNTIMES, default=None,
-                        help="how the nets run (default: the checkpoint's pipeline.runtime, channels_last): "
-                             "'torch' plain, 'channels_last' NHWC convolutions (same results up to float "
-                             "rounding), 'bf16_stack' also bfloat16 convolutions in the stack and the merge "
-                             "(same search decisions, the images move slightly), 'bf16' bfloat16 in the search "
-                             "too (fastest; a few decisions move): benchmarks/RESULTS.md")
+    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
+                        help="how the nets run, a property of this machine rather than of the checkpoint: "
+                             "'auto' (default) is 'bf16_stack' on a CPU with bf16 instructions "
+                             "(AVX512-BF16/AMX) and 'channels_last' elsewhere; 'torch' plain, 'channels_last' NHWC "
+                             "convolutions (same results up to float rounding), 'bf16_stack' also bfloat16 "
+                             "convolutions in the stack and the merge (same search decisions, the images move "
+                             "slightly), 'bf16' bfloat16 in the search too (fastest; a few decisions move): "
+                             "benchmarks/RESULTS.md")
     parser.add_argument("--sim-size", type=parse_size, default=None, metavar="HxW", help="render sim: inputs at HxW")
     parser.add_argument("--format", choices=sorted(FORMATS), default=None,
                         help="the event files' format (default: detected from content, then suffix)")

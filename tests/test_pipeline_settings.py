@@ -56,3 +56,25 @@ def test_the_joint_stage_searches_its_crops_through_the_same_builder():
     assert (search.grid_size, search.tolerance_us, search.domain) == (3, 100_000.0, "time")
     assert (search.min_events, search.max_crops_per_call, search.margin_px) == (0, 9, 5)
     assert search.tolerance_events is None  # a crop's event count is unknown, and the time domain needs none
+
+
+@pytest.mark.parametrize(("flags", "expected"), [("fpu avx512f avx512_bf16 amx_tile", "bf16_stack"),
+                                                 ("fpu avx512f amx_bf16", "bf16_stack"),
+                                                 ("fpu avx2 avx512f avx512bw", "channels_last")])
+def test_auto_runtime_takes_bf16_only_on_a_cpu_with_bf16_instructions(tmp_path, monkeypatch, flags, expected):
+    from evfocus.models import runtime
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: runtime._cpu_flags_have_bf16(cpuinfo))
+    assert runtime.resolve_runtime("auto", "cpu") == expected
+    assert runtime.resolve_runtime("auto", "cuda") == "channels_last"  # unmeasured on GPUs: float32
+    assert runtime.resolve_runtime("torch", "cpu") == "torch"  # an explicit choice is kept
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        runtime.resolve_runtime("fp8", "cpu")
+
+
+def test_no_cpuinfo_means_no_bf16(tmp_path):
+    from evfocus.models.runtime import _cpu_flags_have_bf16
+
+    assert _cpu_flags_have_bf16(tmp_path / "missing") is False

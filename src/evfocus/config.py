@@ -232,6 +232,7 @@ class MergeModelConfig:
     width: int = 16
     depth: int = 3
     norm: str = "group"
+    prior: str = "none"  # "sobel": start as the Sobel-energy merge and learn a correction (models/merge.py)
 
 
 @dataclass
@@ -263,8 +264,9 @@ class PipelineSettings:
     merge_window_fraction: float = 0.015625  # merge events: ± this fraction of the sweep per slice
     slices_per_batch: int | None = None  # full-image refocus batch; None: 1 on CPU, 8 on a GPU
     tile_px: int | None = None  # full-image nets on tiles of at most this size; None: 512 on CPU, whole on a GPU
-    # how the nets run (models/runtime.py): torch, channels_last (the default: same decisions, faster on CPU),
-    # bf16_stack or bf16
+    # how the nets run (models/runtime.py): channels_last (float32 on every machine, so evaluations compare
+    # across machines), torch, bf16_stack, bf16, or auto (src/aif.py's default: bf16_stack on a CPU with bf16
+    # instructions, else channels_last)
     runtime: str = "channels_last"
     eval_sweeps: int | None = None  # AIF-evaluate the first N test sweeps only (None: all)
 
@@ -322,7 +324,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "merge_model.norm": ("group", "batch", "none"),
     "pipeline.search.domain": ("time", "events"),
     "pipeline.search.sharpness": ("variance", "gradient"),
-    "pipeline.runtime": ("torch", "channels_last", "bf16_stack", "bf16"),
+    "merge_model.prior": ("none", "sobel"),
+    "pipeline.runtime": ("auto", "torch", "channels_last", "bf16_stack", "bf16"),
     "stack.slice_source": ("oracle", "search"),
     "data.source": ("simulate", "shards"),
     "data.captures.on_error": ("stop", "skip"),

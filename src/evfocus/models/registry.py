@@ -109,4 +109,4 @@ def build_baseline_net(cfg: DictConfig) -> ImageBaseline:
 
 def build_merge_net(cfg: DictConfig) -> EvMergeNet:
     return EvMergeNet(num_bins=cfg.data.num_bins, width=cfg.merge_model.width, depth=cfg.merge_model.depth,
-                      norm=cfg.merge_model.norm)
+                      norm=cfg.merge_model.norm, prior=cfg.merge_model.prior)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from evfocus.models.runtime import resolve_runtime
 from evfocus.pipeline.aif import PipelineConfig, PipelineMode
 from evfocus.pipeline.search import SearchConfig
 from evfocus.sweep import Sweep
@@ -64,4 +65,4 @@ def pipeline_config(cfg: DictConfig, sweep: Sweep, device: torch.device | str = 
     return PipelineConfig(search=search, efs_fine_bins=cfg.data.efs_fine_bins, max_slices=settings.max_slices,
                           merge_window_fraction=settings.merge_window_fraction, slices_per_batch=slices_per_batch,
                           tile_px=settings.tile_px or (CPU_TILE_PX if on_cpu else None), mode=mode,
-                          runtime=settings.runtime)
+                          runtime=resolve_runtime(settings.runtime, device))
