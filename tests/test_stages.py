@@ -150,3 +150,25 @@ def test_checkpoints_from_before_the_event_gain_still_load(tmp_path, chain):
     assert old.cfg.pipeline.search.grid_size > 0
     net = load_weights(build_refocus_net(old.cfg), old, "refocus_net.", "refocus net")
     assert net.event_gain is None
+
+
+def test_the_merge_stage_can_train_on_the_slices_the_search_finds(tmp_path, monkeypatch):
+    """``stack.slice_source=search`` is honoured by the merge stage too (it was silently ignored there)."""
+    cfg = load_config(ROOT / "configs/quickstart_merge.yaml", tiny(tmp_path, "stack.slice_source=search"))
+    sweep = SweepSimulator(cfg.sim, "train").simulate(0, list(range(16)))
+    batch = default_collate(stack_samples(sweep, 2, 32, torch.Generator().manual_seed(0), 3, 4, crop_size=32))
+    module = StackModule(dict(cfg), load_init_weights=False)
+    module.train()
+    searched = []
+    original = module._searched_slices
+    monkeypatch.setattr(module, "_searched_slices", lambda b: searched.append(1) or original(b))
+    loss = module.training_step(batch, 0)["loss"]
+    loss.backward()
+    assert searched and torch.isfinite(loss)
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in module.refocus_net.parameters())  # still frozen
+
+
+def test_teacher_forcing_and_searched_slices_exclude_each_other(tmp_path):
+    with pytest.raises(ConfigError, match="teacher_forcing"):
+        load_config(ROOT / "configs/quickstart_merge.yaml",
+                    tiny(tmp_path, "stack.teacher_forcing=true", "stack.slice_source=search"))

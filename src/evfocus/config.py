@@ -278,7 +278,7 @@ class StackConfig:
     max_slices: int = 6
     oracle_grid: int = 4  # oracle slices: in-focus times of a grid over each crop's true depth
     teacher_forcing: bool = False  # merge: ground-truth frames as the stack instead of refocused ones
-    slice_source: str = "oracle"  # joint: "search" runs the focus search on every crop
+    slice_source: str = "oracle"  # merge and joint: "search" runs the focus search on every crop
     refocus_loss_weight: float = 0.5  # joint: keep refocusing honest at the oracle slices
     search_tolerance_fraction: float = 0.0625  # joint: coarser than at test time (a search per crop per step)
     refocus_ckpt: str | None = None  # refocus-stage checkpoint or run folder (merge, joint)
@@ -452,6 +452,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.monitor not in STAGE_METRICS[cfg.stage]:
         raise ConfigError(f"monitor: '{cfg.monitor}' is not a metric stage '{cfg.stage}' logs; "
                           f"one of {list(STAGE_METRICS[cfg.stage])}")
+    if cfg.stage == "merge" and cfg.stack.teacher_forcing and cfg.stack.slice_source == "search":
+        raise ConfigError("stack.teacher_forcing=true takes the ground-truth frames at the oracle slice times; "
+                          "it cannot be combined with stack.slice_source=search")
     for key in RANGES:
         low_high = OmegaConf.select(cfg, key)
         if len(low_high) != 2 or low_high[0] > low_high[1]:

@@ -1,7 +1,9 @@
 """Stages ``merge`` and ``joint``: EvMergeNet on focal stacks, then both nets end to end.
 
 ``merge``: the refocus net is frozen (loaded from ``stack.refocus_ckpt``); the stack is the frame
-refocused at the oracle slice times, or — ``stack.teacher_forcing`` — the ground-truth frames.
+refocused at the oracle slice times, at the times the focus search finds on each crop
+(``stack.slice_source=search``: the slices the pipeline will hand the merge at test time), or —
+``stack.teacher_forcing`` — the ground-truth frames.
 ``joint``: both nets train, initialised from ``stack.refocus_ckpt`` / ``stack.merge_ckpt``; the
 slices come from the focus search on each crop (``stack.slice_source=search``, not differentiable:
 its times are used as given) and gradients flow through refocusing and merging. A refocus loss at
@@ -79,7 +81,7 @@ class StackModule(EventStageModule):
     # ---------------------------------------------------------------- training
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         slice_pos, valid = batch["slice_pos"], batch["valid"]
-        if self.cfg.stage == "joint" and self.cfg.stack.slice_source == "search":
+        if self.cfg.stack.slice_source == "search":
             slice_pos, valid = self._searched_slices(batch)
         stack = self._stack(batch, slice_pos, valid)
         merged = self._merge(batch, stack, slice_pos, valid)
