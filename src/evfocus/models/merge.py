@@ -118,7 +118,7 @@ class EvMergeNet(nn.Module):
         logits = self._slice_logits(slices * 2 - 1, events[sample, slot], sample, num_samples)
         if self.prior == "sobel":
             with torch.autocast(slices.device.type, enabled=False):
-                log_energy = sobel_energy(slices.float()).clamp_min(0).add_(_LOG_ENERGY_FLOOR).log_()[:, 0]
+                log_energy = sobel_energy(slices.float()).add_(_LOG_ENERGY_FLOOR).log_()[:, 0]
             logits = logits.float() + self.prior_scale * log_energy
         all_logits = stack.new_full((num_samples, stack.shape[1], height, width), -math.inf)
         all_logits[sample, slot] = logits.to(all_logits.dtype)  # autocast gives bf16 logits; softmax in fp32

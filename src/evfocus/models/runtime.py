@@ -7,10 +7,10 @@ mantissa) everywhere, which moves a few search decisions; ``bf16_stack`` only wh
 (the stack's full-image passes and the merge), so the search stays float32 and finds the same slices.
 Both are documented trades of exactness for speed. ``torch`` is the plain fallback.
 
-``auto`` (the default) picks ``bf16_stack`` on a CPU with bf16 instructions (AVX512-BF16 or AMX) and
-``channels_last`` everywhere else: on such a CPU ``bf16_stack`` kept every search decision and moved the
-AIF by under 0.03 dB, and ran the stack and merge 3× faster; on a CPU that only emulates bf16 it
-would run many times slower (benchmarks/RESULTS.md).
+``auto`` (``src/aif.py``'s default; configs keep ``channels_last``) picks ``bf16_stack`` on a CPU with bf16
+instructions (AVX512-BF16 or AMX) and ``channels_last`` everywhere else: on such a CPU ``bf16_stack`` kept
+every search decision, moved the AIF by under 0.03 dB and ran the stack and merge about 2× faster on an
+idle machine; on a CPU that only emulates bf16 it would run many times slower (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
