@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from aif_command import peak_rss_gb, reset_peak_rss, time_command, write_weights
+from official_efs import time_official
 from torch import Tensor
 
 from evfocus.config import load_config
@@ -288,6 +289,28 @@ def report_command(commands: list[dict], references: list[float], domains: list[
               + f" | {rest:.3g} | {max(c['peak_gb'] for c in runs):.2f} | **{ratios}** |")
 
 
+def report_official(officials: list[dict], batched: dict[str, float], commands: list[dict]) -> None:
+    """The reference implementation itself (``official_efs.py``) against our batched pipeline and command."""
+    pipeline = statistics.median(o["pipeline_s"] for o in officials)
+    wall = statistics.median(o["wall_s"] for o in officials)
+    steps = ("event_binning", "patch_probe", "stack_pass", "merge")
+    first = officials[0]
+    print(f"\n### The reference implementation itself ({len(officials)} runs, interleaved with the runs above; "
+          f"{first['height']}x{first['width']}, {first['events']:,} events)\n")
+    print("| process wall s | pipeline s | " + " | ".join(f"{step} s (calls)" for step in steps) + " | peak GB |")
+    print("|---|---|" + "---|" * len(steps) + "---|")
+    seconds = {step: statistics.median(o["seconds"][step] for o in officials) for step in steps}
+    print(f"| {wall:.3g} | {pipeline:.3g} | "
+          + " | ".join(f"{seconds[step]:.3g} ({first['calls'][step]})" for step in steps)
+          + f" | {max(o['peak_gb'] for o in officials):.2f} |")
+    ratios = [f"batched pipeline ({domain} domain) {pipeline / ours:.1f}x" for domain, ours in batched.items()]
+    for runtime in dict.fromkeys(c["runtime"] for c in commands):
+        ours = statistics.median(c["wall"] for c in commands if c["runtime"] == runtime)
+        ratios.append(f"whole command (`--runtime {runtime}`) {wall / ours:.1f}x")
+    print("\nReference implementation / ours (pipeline against pipeline, process wall against command wall): "
+          + "; ".join(ratios) + ".")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/merge.yaml", help="paper-size nets (merge.yaml)")
@@ -303,6 +326,10 @@ def main() -> None:
                              "written as a weights file; its own default settings and outputs)")
     parser.add_argument("--command-runtimes", nargs="+", choices=RUNTIME_CHOICES, default=None,
                         help="time the command with each of these --runtime values (default: its default)")
+    parser.add_argument("--official", type=Path, default=None, metavar="DIR",
+                        help="a checkout of HYLZ-2019/EFS: also time the reference implementation itself on "
+                             "--capture (official_efs.py; needs opencv-python-headless and tensorboardX)")
+    parser.add_argument("--official-repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="net initialisation")
     parser.add_argument("--residual-std", type=float, default=0.02,
                         help="std of EvRefocusNet.to_residual weights (0 at init: the identity)")
@@ -325,6 +352,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command_repeats and args.capture is None:
         parser.error("--command-repeats needs --capture (src/aif.py reads capture folders)")
+    if args.official and args.capture is None:
+        parser.error("--official needs --capture (the reference implementation reads a frame and an event list)")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
@@ -344,6 +373,8 @@ def main() -> None:
     commands: list[dict] = []
     command_runtimes = args.command_runtimes or [None]
     references: list[float] = []  # the reference mode's wall seconds (measured medians or projected totals)
+    officials: list[dict] = []  # runs of the reference implementation itself
+    batched_walls: dict[str, float] = {}
     for domain in args.domains:
         configs = {}
         for mode in ("batched", "reference"):
@@ -376,6 +407,10 @@ def main() -> None:
                 for runtime in command_runtimes:
                     commands.append(time_command(weights, args.capture, args.device, args.threads, runtime))
                     print(f"<!-- command: {commands[-1]} -->", flush=True)
+            if args.official and len(officials) < args.official_repeats:
+                officials.append(time_official(args.official, args.capture, args.seed, args.threads))
+                print(f"<!-- official: {officials[-1]} -->", flush=True)
+        batched_walls[domain] = median(runs["batched"], "wall")
         if args.reference_repeats == 0:
             projection = project_reference(runs["batched"], units, configs["batched"].search.grid_size ** 2)
             report_projection(configs["batched"], runs["batched"], units, projection, device)
@@ -388,8 +423,12 @@ def main() -> None:
     while weights is not None and len(commands) < args.command_repeats * len(command_runtimes):
         for runtime in command_runtimes:
             commands.append(time_command(weights, args.capture, args.device, args.threads, runtime))
+    while args.official and len(officials) < args.official_repeats:
+        officials.append(time_official(args.official, args.capture, args.seed, args.threads))
     if commands:
         report_command(commands, references, args.domains)
+    if officials:
+        report_official(officials, batched_walls, commands)
     weights_dir.cleanup()
     print(f"\nTotal benchmark time {time.perf_counter() - start:.0f} s.")
 

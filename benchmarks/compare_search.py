@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from evfocus.checkpoints import load_nets, load_stage_checkpoint
 from evfocus.data.captures import list_captures, read_capture
 from evfocus.data.simulated import build_eval_sweeps
-from evfocus.metrics import image_quality
+from evfocus.image_scores import image_quality
 from evfocus.pipeline.aif import AIFPipeline, AIFResult
 from evfocus.pipeline.depth import depth_errors
 from evfocus.pipeline.settings import pipeline_config

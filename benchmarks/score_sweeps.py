@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 from evfocus.checkpoints import load_baseline, load_nets, load_stage_checkpoint
 from evfocus.data.captures import list_captures, read_capture
 from evfocus.events.integration import EventIntegrator
-from evfocus.metrics import image_quality
+from evfocus.image_scores import image_quality
 from evfocus.pipeline.aif import AIFPipeline
 from evfocus.pipeline.depth import depth_scores
 from evfocus.pipeline.references import self_calibrated_integrator

@@ -20,7 +20,7 @@ import torch
 
 from evfocus.config import load_config
 from evfocus.data.captures import list_captures, read_capture
-from evfocus.metrics import image_quality
+from evfocus.image_scores import image_quality
 from evfocus.sim.simulator import SweepSimulator
 from evfocus.sweep import Sweep
 

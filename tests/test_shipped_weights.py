@@ -15,7 +15,7 @@ from samples import shared_samples
 
 from evfocus.checkpoints import DEFAULT_WEIGHTS, WEIGHTS_FORMAT, load_nets, load_stage_checkpoint
 from evfocus.data.captures import list_captures, read_capture
-from evfocus.metrics import image_quality
+from evfocus.image_scores import image_quality
 from evfocus.pipeline.aif import AIFPipeline
 from evfocus.pipeline.settings import pipeline_config
 

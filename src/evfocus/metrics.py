@@ -1,7 +1,7 @@
 """Image-quality metrics (PSNR, SSIM, LPIPS) on [0, 1] images, full frame, as stored.
 
 Training and evaluation accumulate them over batches (``ImageQualityMetrics``); inference and the
-benchmarks score single images (``image_quality``): the same definitions.
+benchmarks score single images with ``image_scores.image_quality``: the same definitions.
 
 LPIPS needs ImageNet backbone weights that torchvision downloads on first use. Where they cannot
 be fetched (offline machines), LPIPS is reported as `None` with one warning per process: a missing
@@ -20,7 +20,6 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from torchmetrics.image import (
     LearnedPerceptualImagePatchSimilarity,
     PeakSignalNoiseRatio,
@@ -124,14 +123,6 @@ class ImageQualityMetrics(nn.Module):
 
     def reset(self) -> None:
         self.metrics.reset()
-
-
-def image_quality(image: Tensor, target: Tensor) -> dict[str, float]:
-    """PSNR and SSIM of one (C, H, W) image against its target (data range 1, full RGB image); the image
-    is clamped to [0, 1] first, as it would be stored."""
-    pair = image.float().clamp(0, 1)[None], target.float()[None]
-    return {"psnr": float(peak_signal_noise_ratio(*pair, data_range=1.0)),
-            "ssim": float(structural_similarity_index_measure(*pair, data_range=1.0))}
 
 
 def build_metrics(cfg: DictConfig) -> ImageQualityMetrics:

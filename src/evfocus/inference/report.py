@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from evfocus.image_scores import image_quality
 from evfocus.inference.sweep_source import SweepSource
 from evfocus.pipeline.aif import AIFResult, PipelineConfig
 from evfocus.pipeline.depth import depth_errors, depth_scores
@@ -16,13 +17,9 @@ from evfocus.sweep import Sweep
 
 
 def image_metrics(sweep: Sweep, aif: Tensor) -> dict[str, Any]:
-    """AIF and input-frame PSNR/SSIM (``metrics.image_quality``) when the ground truth exists, else {}."""
+    """AIF and input-frame PSNR/SSIM (``image_scores.image_quality``) when the ground truth exists, else {}."""
     if sweep.aif is None:
         return {}
-    # imported only when there is something to score: torchmetrics takes seconds to import (torchvision,
-    # scipy.signal), more than the rest of src/aif.py's start-up, and real captures have no ground truth
-    from evfocus.metrics import image_quality
-
     target = sweep.aif.cpu()
     return {"aif": image_quality(aif.cpu(), target), "input": image_quality(sweep.image.cpu(), target)}
 
