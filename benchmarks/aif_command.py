@@ -59,10 +59,11 @@ finally:
 """
 
 
-def time_command(weights: Path, capture: Path, device: str, threads: int, runtime: str | None = None) -> dict:
-    """One ``src/aif.py`` run on capture ``ROOT/NAME`` with its default outputs (``runtime``: its
-    ``--runtime``, None for the default): wall seconds (process start to exit), its report's seconds per
-    step and its peak resident memory (GB)."""
+def time_command(weights: Path, capture: Path, device: str, threads: int, runtime: str | None = None,
+                 search_probe: str | None = None) -> dict:
+    """One ``src/aif.py`` run on capture ``ROOT/NAME`` with its default outputs (``runtime``, ``search_probe``:
+    its ``--runtime`` and ``--search-probe``, None for the defaults): wall seconds (process start to exit), its
+    report's seconds per step and its peak resident memory (GB); ``variant`` names the flags."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE",
            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory() as out:
@@ -70,7 +71,8 @@ def time_command(weights: Path, capture: Path, device: str, threads: int, runtim
         command = [sys.executable, "-c", TRAMPOLINE, str(peak_file), str(REPO / "src" / "aif.py"),
                    "--ckpt", str(weights), "--input", str(capture.parent), "--name", capture.name, "--out", out,
                    "--device", device,
-                   *(["--runtime", runtime] if runtime else [])]
+                   *(["--runtime", runtime] if runtime else []),
+                   *(["--search-probe", search_probe] if search_probe else [])]
         start = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
@@ -78,4 +80,6 @@ def time_command(weights: Path, capture: Path, device: str, threads: int, runtim
             raise RuntimeError(f"src/aif.py failed: {done.stderr[-2000:]}")
         report = json.loads((Path(out) / capture.name / "report.json").read_text())
         peak_gb = int(peak_file.read_text()) / 2**20
-    return {"wall": wall, "peak_gb": peak_gb, "seconds": report["seconds"], "runtime": runtime or "default"}
+    variant = ", ".join([f"`--runtime {runtime}`" if runtime else "default runtime",
+                         *([f"`--search-probe {search_probe}`"] if search_probe else [])])
+    return {"wall": wall, "peak_gb": peak_gb, "seconds": report["seconds"], "variant": variant}

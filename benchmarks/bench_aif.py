@@ -49,7 +49,7 @@ from evfocus.data.captures import read_capture
 from evfocus.events.focal_stack import EventFocalStack
 from evfocus.models.registry import build_merge_net, build_refocus_net
 from evfocus.models.runtime import RUNTIME_CHOICES, prepared, resolve_runtime
-from evfocus.pipeline.aif import AIFPipeline, AIFResult
+from evfocus.pipeline.aif import SEARCH_PROBES, AIFPipeline, AIFResult
 from evfocus.pipeline.search import PatchGrid
 from evfocus.pipeline.settings import pipeline_config
 from evfocus.sim.simulator import SweepSimulator
@@ -208,7 +208,8 @@ def report_projection(config: Any, batched: list[dict], units: list[dict], proje
     clock = "GPU wall s (synchronised)" if device.type == "cuda" else "wall s"
     print(f"\n### Domain `{search.domain}`: batched measured, reference projected from unit costs "
           f"(tolerance {search.tolerance:g}, min_events {search.min_events}, max_slices {config.max_slices}, "
-          f"slices_per_batch {config.slices_per_batch}, runtime {config.runtime})\n")
+          f"slices_per_batch {config.slices_per_batch}, runtime {config.runtime}, "
+          f"search probe {config.search_probe})\n")
     print(f"| mode | reps | {clock} median | min | CPU s median | events | search | stack | merge | "
           "refocus calls (search + stack) | patch probes | full-image refocus passes | slices | peak GB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -240,7 +241,8 @@ def report(domain: str, config: Any, runs: dict[str, list[dict]], agree: dict, d
     search = config.search
     tol = f"{search.tolerance_events:g} events" if search.domain == "events" else f"{search.tolerance_us:.0f} µs"
     print(f"\n### Domain `{domain}` (tolerance {tol}, min_events {search.min_events}, "
-          f"max_slices {config.max_slices}, slices_per_batch {config.slices_per_batch}, runtime {config.runtime})\n")
+          f"max_slices {config.max_slices}, slices_per_batch {config.slices_per_batch}, runtime {config.runtime}, "
+          f"search probe {config.search_probe})\n")
     clock = "GPU wall s (synchronised)" if device.type == "cuda" else "wall s"
     print(f"| mode | reps | {clock} median | min | CPU s median | events | search | stack | merge | "
           "refocus calls (search + stack) | patch probes | full-image refocus passes | slices | merge calls | "
@@ -272,19 +274,19 @@ def report(domain: str, config: Any, runs: dict[str, list[dict]], agree: dict, d
 
 def report_command(commands: list[dict], references: list[float], domains: list[str]) -> None:
     """The whole ``src/aif.py`` command (its own settings, default outputs) against the reference mode, a row
-    per ``--runtime`` it ran with."""
+    per set of flags it ran with."""
     steps = ("load", "events", "search", "stack", "merge", "total", "refocus_gif", "write")
     print(f"\n### Whole `src/aif.py` command ({len(commands)} runs, interleaved with the runs above)\n")
-    print("| runtime | runs | wall s median (min) | " + " | ".join(steps) + " | rest: imports, nets, report | "
+    print("| flags | runs | wall s median (min) | " + " | ".join(steps) + " | rest: imports, nets, report | "
           "peak GB | reference mode / command |")
     print("|---|---|---|" + "---|" * len(steps) + "---|---|---|")
-    for runtime in dict.fromkeys(c["runtime"] for c in commands):
-        runs = [c for c in commands if c["runtime"] == runtime]
+    for variant in dict.fromkeys(c["variant"] for c in commands):
+        runs = [c for c in commands if c["variant"] == variant]
         wall = statistics.median(c["wall"] for c in runs)
         seconds = {key: statistics.median(c["seconds"].get(key, 0.0) for c in runs) for key in steps}
         rest = wall - sum(seconds[key] for key in ("load", "total", "refocus_gif", "write"))
         ratios = ", ".join(f"{ref / wall:.1f}x ({domain})" for domain, ref in zip(domains, references, strict=True))
-        print(f"| {runtime} | {len(runs)} | **{wall:.3g}** ({min(c['wall'] for c in runs):.3g}) | "
+        print(f"| {variant} | {len(runs)} | **{wall:.3g}** ({min(c['wall'] for c in runs):.3g}) | "
               + " | ".join(f"{seconds[key]:.3g}" for key in steps)
               + f" | {rest:.3g} | {max(c['peak_gb'] for c in runs):.2f} | **{ratios}** |")
 
@@ -304,9 +306,9 @@ def report_official(officials: list[dict], batched: dict[str, float], commands: 
           + " | ".join(f"{seconds[step]:.3g} ({first['calls'][step]})" for step in steps)
           + f" | {max(o['peak_gb'] for o in officials):.2f} |")
     ratios = [f"batched pipeline ({domain} domain) {pipeline / ours:.1f}x" for domain, ours in batched.items()]
-    for runtime in dict.fromkeys(c["runtime"] for c in commands):
-        ours = statistics.median(c["wall"] for c in commands if c["runtime"] == runtime)
-        ratios.append(f"whole command (`--runtime {runtime}`) {wall / ours:.1f}x")
+    for variant in dict.fromkeys(c["variant"] for c in commands):
+        ours = statistics.median(c["wall"] for c in commands if c["variant"] == variant)
+        ratios.append(f"whole command ({variant}) {wall / ours:.1f}x")
     print("\nReference implementation / ours (pipeline against pipeline, process wall against command wall): "
           + "; ".join(ratios) + ".")
 
@@ -326,6 +328,11 @@ def main() -> None:
                              "written as a weights file; its own default settings and outputs)")
     parser.add_argument("--command-runtimes", nargs="+", choices=RUNTIME_CHOICES, default=None,
                         help="time the command with each of these --runtime values (default: its default)")
+    parser.add_argument("--command-search-probes", nargs="+", choices=SEARCH_PROBES, default=None,
+                        help="and with each of these --search-probe values (default: its default)")
+    parser.add_argument("--search-probe", choices=SEARCH_PROBES, default=None,
+                        help="what probes the batched mode's search (default: the config's, the net); "
+                             "the reference mode always probes with the net")
     parser.add_argument("--official", type=Path, default=None, metavar="DIR",
                         help="a checkout of HYLZ-2019/EFS: also time the reference implementation itself on "
                              "--capture (official_efs.py; needs opencv-python-headless and tensorboardX)")
@@ -371,7 +378,8 @@ def main() -> None:
     weights_dir = tempfile.TemporaryDirectory(prefix="bench_aif_")
     weights = write_weights(refocus_net, merge_net, cfg, Path(weights_dir.name)) if args.command_repeats else None
     commands: list[dict] = []
-    command_runtimes = args.command_runtimes or [None]
+    command_variants = [(runtime, probe) for runtime in args.command_runtimes or [None]
+                        for probe in args.command_search_probes or [None]]
     references: list[float] = []  # the reference mode's wall seconds (measured medians or projected totals)
     officials: list[dict] = []  # runs of the reference implementation itself
     batched_walls: dict[str, float] = {}
@@ -383,7 +391,8 @@ def main() -> None:
                                          min_events=args.min_events)
             runtime = (resolve_runtime(args.runtime or config.runtime, device) if mode == "batched"
                        else "torch")  # the reference: plain torch
-            configs[mode] = dataclasses.replace(config, search=search, runtime=runtime)
+            probe = (args.search_probe or config.search_probe) if mode == "batched" else "net"
+            configs[mode] = dataclasses.replace(config, search=search, runtime=runtime, search_probe=probe)
         runs: dict[str, list[dict]] = {"batched": [], "reference": []}
         units: list[dict] = []
         crop = PatchGrid.build(sweep.height, sweep.width, configs["batched"].search.grid_size,
@@ -403,9 +412,9 @@ def main() -> None:
             if args.reference_repeats == 0:
                 units.append(unit_costs(refocus_net, sweep, crop, cfg.data.num_bins, args.unit_probes, device))
                 print(f"<!-- units rep {rep}: {units[-1]} -->", flush=True)
-            if weights is not None and len(commands) < args.command_repeats * len(command_runtimes):
-                for runtime in command_runtimes:
-                    commands.append(time_command(weights, args.capture, args.device, args.threads, runtime))
+            if weights is not None and len(commands) < args.command_repeats * len(command_variants):
+                for runtime, probe in command_variants:
+                    commands.append(time_command(weights, args.capture, args.device, args.threads, runtime, probe))
                     print(f"<!-- command: {commands[-1]} -->", flush=True)
             if args.official and len(officials) < args.official_repeats:
                 officials.append(time_official(args.official, args.capture, args.seed, args.threads))
@@ -420,9 +429,9 @@ def main() -> None:
         agree = agreement(runs["batched"][0]["result"], runs["reference"][0]["result"], sweep,
                           configs["batched"])
         report(domain, configs["batched"], runs, agree, device)
-    while weights is not None and len(commands) < args.command_repeats * len(command_runtimes):
-        for runtime in command_runtimes:
-            commands.append(time_command(weights, args.capture, args.device, args.threads, runtime))
+    while weights is not None and len(commands) < args.command_repeats * len(command_variants):
+        for runtime, probe in command_variants:
+            commands.append(time_command(weights, args.capture, args.device, args.threads, runtime, probe))
     while args.official and len(officials) < args.official_repeats:
         officials.append(time_official(args.official, args.capture, args.seed, args.threads))
     if commands:

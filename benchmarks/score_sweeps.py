@@ -5,7 +5,7 @@ sensor sensitivity, ``sim:K1`` (DVS-Voltmeter DAVIS346 with k1 × K1, the checkp
 ranges otherwise, test-split scenes):
 
     python benchmarks/score_sweeps.py --ckpt RUN_OR_CKPT --input ../shared/samples/efs_dev sim:1 sim:3 [--sim-sweeps 16]
-        [--json scores.json]
+        [--json scores.json] [--pipeline search.probe=integration]
 
 Per input it prints a Markdown table row per method: ``pipeline`` (the checkpoint), ``integration``
 (``log I0 + c·Σ events`` at the contrast each sweep's own frame and events give, Sobel merge — no
@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import torch
+from compare_search import with_variant
 from omegaconf import OmegaConf
 
 from evfocus.checkpoints import load_baseline, load_nets, load_stage_checkpoint
@@ -83,12 +84,14 @@ def main() -> None:
     parser.add_argument("--contrasts", type=float, nargs="*", default=[], help="also integration at these c")
     parser.add_argument("--per-sweep", action="store_true", help="a row per sweep, not only the mean")
     parser.add_argument("--json", help="also write the means per input and method to this file")
+    parser.add_argument("--pipeline", default="", metavar="KEY=VALUE[,...]",
+                        help="changes to the checkpoint's pipeline settings, e.g. search.probe=integration")
     parser.add_argument("--no-integration", action="store_true", help="skip the integration reference (the same "
                         "for every checkpoint of one simulator config: score it once)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = load_stage_checkpoint(args.ckpt, ("refocus", "merge", "joint", "baseline"))
-    cfg = checkpoint.cfg
+    cfg = with_variant(checkpoint.cfg, args.pipeline)
     image_only = ImageOnly(load_baseline(checkpoint)) if checkpoint.stage == "baseline" else None
     refocus, merge = load_nets(checkpoint) if image_only is None else (None, None)
     model = cfg.model.name if image_only is not None else checkpoint.stage

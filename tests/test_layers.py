@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "src" / "evfocus"
-LEAVES = {"golden": set(), "optics": set(), "trainer_options": set(), "metrics": set()}
+LEAVES = {"golden": set(), "optics": set(), "trainer_options": set(), "metrics": set(), "image_scores": set()}
 MAY_IMPORT: dict[str, set[str]] = {
     **LEAVES,
     "config": {"trainer_options"},
@@ -29,7 +29,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "checkpoints": {"config", "models"},
     "visualize": {"pipeline", "sweep", "optics"},
     "inference": {"config", "events", "sweep", "optics", "sim", "data", "models", "pipeline", "checkpoints",
-                  "visualize", "metrics"},
+                  "visualize", "image_scores"},
     "training": {"config", "events", "sweep", "optics", "sim", "data", "models", "pipeline", "checkpoints",
                  "visualize", "metrics", "golden"},
     # the top floor, beside the entry points: offline wandb sweeps run src/train.py, notebooks read run folders

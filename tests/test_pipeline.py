@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from evfocus.config import load_config
 from evfocus.data.stack_samples import in_focus_frames, stack_samples
+from evfocus.events.contrast import estimate_contrast
 from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.integration import EventIntegrator, integrate_events
 from evfocus.events.stream import EventStream
@@ -171,3 +172,42 @@ def test_the_fast_runtimes_keep_the_outputs_float32_and_close_to_plain_torch(sma
         torch.testing.assert_close(fast.aif, plain.aif, rtol=0, atol=1e-4)
     else:
         assert (fast.aif - plain.aif).abs().mean() < 0.02
+
+
+class CountingRefocus:
+    """A refocus function that records the (N, H, W) of every call."""
+
+    def __init__(self, refocus, contrast=None):
+        self.refocus, self.sizes = refocus, []
+        if contrast is not None:
+            self.contrast = contrast
+
+    def __call__(self, images, events, **options):
+        self.sizes.append((images.shape[0], *images.shape[-2:]))
+        return self.refocus(images, events)
+
+
+@pytest.mark.parametrize("own_contrast", [None, 0.07])
+def test_integration_probes_search_without_the_net_at_the_nets_own_contrast(small_sweep, own_contrast):
+    search = SearchConfig(num_bins=4, grid_size=4, margin_px=4, tolerance_us=small_sweep.schedule.duration_us / 32,
+                          min_events=0)
+    net = CountingRefocus(EventIntegrator(0.05), contrast=own_contrast)
+    config = PipelineConfig(search=search, efs_fine_bins=64, max_slices=5, search_probe="integration")
+    result = AIFPipeline(net, None, config)(small_sweep)
+    assert {size[1:] for size in net.sizes} == {(48, 64)}  # the net refocused the stack's frames, no search crop
+    assert sum(size[0] for size in net.sizes) == len(result.slice_times_us)
+    assert result.search.num_refocus_calls > 0
+    schedule = small_sweep.schedule
+    focal_stack = EventFocalStack.from_events(small_sweep.events, schedule.t_start_us, schedule.t_end_us, 64)
+    expected = own_contrast or estimate_contrast(small_sweep.image, focal_stack, small_sweep.image_time_us).contrast
+    assert result.search_contrast == pytest.approx(expected)
+    # the same search as the pipeline gives when that integrator is its refocus function outright
+    same = AIFPipeline(EventIntegrator(expected), None, PipelineConfig(search=search, efs_fine_bins=64,
+                                                                       max_slices=5))(small_sweep)
+    assert torch.equal(result.search.times_us, same.search.times_us)
+
+
+def test_an_unknown_search_probe_is_named():
+    search = SearchConfig(num_bins=4, grid_size=4)
+    with pytest.raises(ValueError, match=r"search_probe.*'nets'"):
+        PipelineConfig(search=search, search_probe="nets")

@@ -253,6 +253,9 @@ class SearchSettings:
     max_crops_per_call: int | None = None  # patch crops per network call; None: 8 on CPU, all on a GPU
     min_events_per_px: float = 0.2  # patches with fewer events keep the input frame (efs_dev: 0.44-1.45/px)
     probe_scale: int = 1  # search probes on crops averaged down by this factor: faster, moves decisions (search.py)
+    # what refocuses the search's probes: the refocus net, or event integration at the sweep's contrast (no
+    # network: the search 20-60x faster, the AIF within ~0.2 dB, but decisions move; benchmarks/RESULTS.md)
+    probe: str = "net"
 
 
 @dataclass
@@ -324,6 +327,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "merge_model.norm": ("group", "batch", "none"),
     "pipeline.search.domain": ("time", "events"),
     "pipeline.search.sharpness": ("variance", "gradient"),
+    "pipeline.search.probe": ("net", "integration"),
     "merge_model.prior": ("none", "sobel"),
     "pipeline.runtime": ("auto", "torch", "channels_last", "bf16_stack", "bf16"),
     "stack.slice_source": ("oracle", "search"),

@@ -25,7 +25,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from evfocus.events.contrast import estimate_contrast
 from evfocus.events.focal_stack import EventFocalStack
+from evfocus.events.integration import EventIntegrator
 from evfocus.models.merge import MergeOutput, gradient_energy_merge
 from evfocus.models.runtime import Runtime, autocast, check_runtime, prepared
 from evfocus.optics import FocusSchedule
@@ -35,6 +37,8 @@ from evfocus.sweep import Sweep
 
 MergeFn = Callable[[Tensor, Tensor], MergeOutput]  # (stack (N,S,C,H,W), events (N,S,B,H,W)) → output
 PipelineMode = Literal["batched", "reference"]
+SearchProbe = Literal["net", "integration"]
+SEARCH_PROBES: tuple[str, ...] = ("net", "integration")
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,8 @@ class PipelineConfig:
 
     ``merge_window_fraction``: the merge net sees the events within ± this fraction of the sweep
     around each slice time (the reference uses ±sweep/64). ``tile_px``: full-image nets run on
-    overlapping tiles of at most this size (``None``: whole image at once).
+    overlapping tiles of at most this size (``None``: whole image at once). ``search_probe``: what
+    refocuses the search's probes (``search_refocus``); the stack is always the net's.
     """
 
     search: SearchConfig
@@ -56,10 +61,13 @@ class PipelineConfig:
     tile_overlap_px: int = 16
     mode: PipelineMode = "batched"
     runtime: Runtime = "torch"  # how the nets run (models.runtime): torch, channels_last, bf16_stack or bf16
+    search_probe: SearchProbe = "net"
 
     def __post_init__(self) -> None:
         if self.mode not in ("batched", "reference"):
             raise ValueError(f"mode must be 'batched' or 'reference', got {self.mode!r}")
+        if self.search_probe not in SEARCH_PROBES:
+            raise ValueError(f"search_probe must be one of {SEARCH_PROBES}, got {self.search_probe!r}")
         check_runtime(self.runtime)
         for name in ("efs_fine_bins", "max_slices", "slices_per_batch"):
             if getattr(self, name) < 1:
@@ -91,6 +99,7 @@ class AIFResult:
     seconds: dict[str, float] = field(default_factory=dict)
     num_refocus_calls: int = 0
     contrast: float | None = None  # the event contrast the refocus function used, when it estimated one
+    search_contrast: float | None = None  # the contrast of integration probes (search_probe="integration")
 
     @property
     def slice_index(self) -> Tensor:
@@ -144,6 +153,23 @@ def find_slices(image: Tensor, image_time_us: float, focal_stack: EventFocalStac
     if mode == "reference":
         return found, found.times_us.flatten().to(torch.float64)
     return found, cluster_times(found.times_us, max_slices, search.tolerance_us)
+
+
+def search_refocus(probe: SearchProbe, refocus: RefocusFn, image: Tensor, focal_stack: EventFocalStack,
+                   image_time_us: float) -> RefocusFn:
+    """What refocuses the search's probes: the net itself, or event integration without a network.
+
+    Which moment is sharpest barely depends on how well a probe is refocused (on the shipped model the
+    AIF stays within ~0.2 dB, benchmarks/RESULTS.md), while the net's probes are most of the pipeline's
+    time. Integration runs at the contrast the net uses for this sweep when it estimates one, else at the
+    sweep's self-calibrated contrast (``events.contrast``).
+    """
+    if probe == "net":
+        return refocus
+    contrast = getattr(refocus, "contrast", None)
+    if contrast is None:
+        contrast = estimate_contrast(image, focal_stack, image_time_us).contrast
+    return EventIntegrator(float(contrast))
 
 
 def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -242,8 +268,9 @@ class AIFPipeline:
         seconds["events"] = _lap(started, device)
 
         mark = time.perf_counter()
+        probe = search_refocus(cfg.search_probe, refocus, image, focal_stack, float(sweep.image_time_us))
         with autocast(cfg.runtime, device, "search"):  # the nets' steps only: the rest stays float32
-            search, slice_times = find_slices(image, float(sweep.image_time_us), focal_stack, refocus, cfg.search,
+            search, slice_times = find_slices(image, float(sweep.image_time_us), focal_stack, probe, cfg.search,
                                               cfg.max_slices, cfg.mode)
         seconds["search"] = _lap(mark, device)
 
@@ -275,7 +302,8 @@ class AIFPipeline:
                          slice_times_us=slice_times, weights=weights, stack=stack, search=search,
                          focal_stack=focal_stack, refocus=refocus, seconds=seconds,
                          num_refocus_calls=search.num_refocus_calls + calls,
-                         contrast=getattr(refocus, "contrast", None))
+                         contrast=getattr(refocus, "contrast", None),
+                         search_contrast=getattr(probe, "contrast", None) if probe is not refocus else None)
 
 
 def sobel_remerge(result: AIFResult, schedule: FocusSchedule) -> AIFResult:
