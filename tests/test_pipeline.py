@@ -196,6 +196,7 @@ def test_integration_probes_search_without_the_net_at_the_nets_own_contrast(smal
     result = AIFPipeline(net, None, config)(small_sweep)
     assert {size[1:] for size in net.sizes} == {(48, 64)}  # the net refocused the stack's frames, no search crop
     assert sum(size[0] for size in net.sizes) == len(result.slice_times_us)
+    assert result.num_refocus_calls == len(net.sizes)  # the integration probes are not the net's calls
     assert result.search.num_refocus_calls > 0
     schedule = small_sweep.schedule
     focal_stack = EventFocalStack.from_events(small_sweep.events, schedule.t_start_us, schedule.t_end_us, 64)

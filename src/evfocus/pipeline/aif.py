@@ -97,7 +97,7 @@ class AIFResult:
     focal_stack: EventFocalStack  # the sweep's events as the pipeline read them (on its device)
     refocus: RefocusFn  # the refocus function as fitted to this sweep (e.g. at its estimated contrast)
     seconds: dict[str, float] = field(default_factory=dict)
-    num_refocus_calls: int = 0
+    num_refocus_calls: int = 0  # calls of the refocus function (integration probes not counted)
     contrast: float | None = None  # the event contrast the refocus function used, when it estimated one
     search_contrast: float | None = None  # the contrast of integration probes (search_probe="integration")
 
@@ -301,7 +301,7 @@ class AIFPipeline:
         return AIFResult(aif=aif, depth_m=depth, depth_confidence=confidence, patch_depth_m=patch_depth,
                          slice_times_us=slice_times, weights=weights, stack=stack, search=search,
                          focal_stack=focal_stack, refocus=refocus, seconds=seconds,
-                         num_refocus_calls=search.num_refocus_calls + calls,
+                         num_refocus_calls=(search.num_refocus_calls if probe is refocus else 0) + calls,
                          contrast=getattr(refocus, "contrast", None),
                          search_contrast=getattr(probe, "contrast", None) if probe is not refocus else None)
 
