@@ -9,6 +9,14 @@ mode from its unit costs timed in the same process (one full-image refocus pass,
 the reference's probe count follows exactly from the batched search's, its merge is scaled linearly in
 the slice count, which underestimates it). Use the full comparison on a GPU (``--device cuda``).
 
+The reference implementation itself (a checkout of HYLZ-2019/EFS, run by ``official_efs.py`` in its own
+process) joins the same run with ``--official DIR``, and the whole ``src/aif.py`` command with
+``--command-repeats`` (``--command-runtimes``, ``--command-search-probes`` for its flags):
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_aif.py --capture ../shared/samples/efs_dev_dense/d01_shelf \
+        --repeats 2 --reference-repeats 0 --command-repeats 2 --command-search-probes net integration \
+        --runtime auto --official /tmp/EFS --official-repeats 2
+
 Issue 3 §7: a 260×346 sweep with about 1 M events, an 8×8 patch grid, the paper-size nets of
 ``configs/merge.yaml`` (EvRefocusNet width 64 → 4.86 M parameters, EvMergeNet width 47 → 5.77 M, the
 reference's sizes). ``mode="reference"`` reproduces the reference implementation's costs (sequential
