@@ -391,6 +391,23 @@ def main() -> None:
     references: list[float] = []  # the reference mode's wall seconds (measured medians or projected totals)
     officials: list[dict] = []  # runs of the reference implementation itself
     batched_walls: dict[str, float] = {}
+
+    def run_separate_processes() -> bool:
+        """One more round of the whole command (each flag set) and of the reference implementation, while
+        fewer than asked have run, between the in-process runs so they share the machine's load; False when
+        all have run."""
+        ran = False
+        if weights is not None and len(commands) < args.command_repeats * len(command_variants):
+            for runtime, probe in command_variants:
+                commands.append(time_command(weights, args.capture, args.device, args.threads, runtime, probe))
+                print(f"<!-- command: {commands[-1]} -->", flush=True)
+            ran = True
+        if args.official and len(officials) < args.official_repeats:
+            officials.append(time_official(args.official, args.capture, args.seed, args.threads))
+            print(f"<!-- official: {officials[-1]} -->", flush=True)
+            ran = True
+        return ran
+
     for domain in args.domains:
         configs = {}
         for mode in ("batched", "reference"):
@@ -420,13 +437,7 @@ def main() -> None:
             if args.reference_repeats == 0:
                 units.append(unit_costs(refocus_net, sweep, crop, cfg.data.num_bins, args.unit_probes, device))
                 print(f"<!-- units rep {rep}: {units[-1]} -->", flush=True)
-            if weights is not None and len(commands) < args.command_repeats * len(command_variants):
-                for runtime, probe in command_variants:
-                    commands.append(time_command(weights, args.capture, args.device, args.threads, runtime, probe))
-                    print(f"<!-- command: {commands[-1]} -->", flush=True)
-            if args.official and len(officials) < args.official_repeats:
-                officials.append(time_official(args.official, args.capture, args.seed, args.threads))
-                print(f"<!-- official: {officials[-1]} -->", flush=True)
+            run_separate_processes()
         batched_walls[domain] = median(runs["batched"], "wall")
         if args.reference_repeats == 0:
             projection = project_reference(runs["batched"], units, configs["batched"].search.grid_size ** 2)
@@ -437,11 +448,8 @@ def main() -> None:
         agree = agreement(runs["batched"][0]["result"], runs["reference"][0]["result"], sweep,
                           configs["batched"])
         report(domain, configs["batched"], runs, agree, device)
-    while weights is not None and len(commands) < args.command_repeats * len(command_variants):
-        for runtime, probe in command_variants:
-            commands.append(time_command(weights, args.capture, args.device, args.threads, runtime, probe))
-    while args.official and len(officials) < args.official_repeats:
-        officials.append(time_official(args.official, args.capture, args.seed, args.threads))
+    while run_separate_processes():
+        pass
     if commands:
         report_command(commands, references, args.domains)
     if officials:
