@@ -108,7 +108,8 @@ def main() -> None:
             with torch.no_grad():
                 methods = {"pipeline": image_only or AIFPipeline(refocus, merge, config)}
                 if not args.no_integration:
-                    methods["integration"] = AIFPipeline(self_calibrated_integrator(sweep, "cpu"), None, config)
+                    integrator = self_calibrated_integrator(sweep, "cpu", config.contrast_estimator)
+                    methods["integration"] = AIFPipeline(integrator, None, config)
                 methods.update({f"integration c={c:g}": AIFPipeline(EventIntegrator(c), None, config)
                                 for c in args.contrasts})
             frame = image_quality(sweep.image, sweep.aif)

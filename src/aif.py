@@ -3,7 +3,7 @@
     python src/aif.py [--ckpt RUN_DIR_OR_CKPT] --input CAPTURE_ROOT [MORE ...] --out DIR
         [--name NAME ...] [--device cuda|cpu] [--tile PX] [--grid N] [--max-slices S] [--frames F]
         [--video slices|refocus] [--runtime auto|torch|channels_last|bf16_stack|bf16] [--search-probe net|integration]
-        [--sim-size HxW] [--format FORMAT]
+        [--contrast-estimator kink|blur_fit] [--sim-size HxW] [--format FORMAT]
     python src/aif.py ... --input EVENTS --image FRAME [--meta FILE] [--sweep-us START END]
         [--focus-m NEAR FAR] [--image-time-us T] [--polarity-flip] --out DIR
 
@@ -54,6 +54,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from tqdm import tqdm
 
+from evfocus.events.contrast import CONTRAST_METHODS
 from evfocus.events.formats import FORMATS
 from evfocus.inference.event_file import CaptureOptions, meta_flags
 from evfocus.inference.report import summary_line
@@ -121,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "faster (about 10 s less per 260x346 sweep at paper size on 2 CPU cores) and kept "
                              "the AIF within about 0.2 dB on the development sweeps, but moves the found "
                              "times: benchmarks/RESULTS.md")
+    parser.add_argument("--contrast-estimator", choices=CONTRAST_METHODS, default=None,
+                        help="how each sweep's event contrast is self-calibrated for a per-sweep-contrast "
+                             "checkpoint (default: the checkpoint's pipeline.contrast_estimator, 'blur_fit'): "
+                             "'blur_fit' refines the overshoot kink by fitting the events to the frame blurred "
+                             "further, which follows the sensor's sensitivity; 'kink' alone was the former "
+                             "default (shipped model: +1.75 instead of +4.45 dB on simulated 3x-sensitivity "
+                             "sweeps, 0.25 dB more on efs_dev; docs/results.md)")
     parser.add_argument("--sim-size", type=parse_size, default=None, metavar="HxW", help="render sim: inputs at HxW")
     parser.add_argument("--format", choices=sorted(FORMATS), default=None,
                         help="the event files' format (default: detected from content, then suffix)")
@@ -163,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.ckpt, device)
         sources = resolve_inputs(args.input, args.name, model.checkpoint.cfg, args.sim_size, capture_options(args))
         cfg = with_pipeline_overrides(model.checkpoint.cfg, args.grid, args.max_slices, args.tile, args.runtime,
-                                      args.search_probe)
+                                      args.search_probe, args.contrast_estimator)
         print(f"checkpoint {model.checkpoint.path} ({model.summary()}), {len(sources)} sweep(s) on {device}",
               file=sys.stderr)
         for source in tqdm(sources, desc="sweeps", unit="sweep"):

@@ -122,6 +122,7 @@ def test_capture_folder_and_sim_with_merge_run(runs, tmp_path):
     assert report["events"]["count"] == 3000 and report["sweep"]["t_end_us"] == SWEEP_US
     assert report["pipeline"]["search"]["grid_size"] == 4
     assert report["pipeline"]["search_probe"] == "net" and report["search_contrast"] is None
+    assert report["pipeline"]["contrast_estimator"] == "blur_fit"
     metrics = report["metrics"]
     for label in ("aif", "input"):
         assert set(metrics[label]) == {"psnr", "ssim"} and np.isfinite(metrics[label]["psnr"])
@@ -138,13 +139,14 @@ def test_refocus_checkpoint_file_on_a_resized_tiled_sim(runs, tmp_path, capsys):
     aif = load_aif_module()
     assert aif.main(["--ckpt", str(runs["refocus"]), "--input", "sim:2", "--out", str(out), "--frames", "4",
                      "--sim-size", "40x72", "--tile", "40", "--grid", "2", "--max-slices", "3",
-                     "--search-probe", "integration", "--device", "cpu"]) == 0
+                     "--search-probe", "integration", "--contrast-estimator", "kink", "--device", "cpu"]) == 0
     report = check_outputs(out / "sim-test-2", 40, 72, frames=4)
     assert report["checkpoint"]["stage"] == "refocus" and report["checkpoint"]["merge"] == "sobel_energy"
     assert "no merge net" in report["checkpoint"]["note"] and "merge sobel_energy" in capsys.readouterr().err
     assert report["pipeline"]["tile_px"] == 40 and report["patch_grid"]["grid_size"] == 2
     assert len(report["slice_times_us"]) <= 3
     assert report["pipeline"]["search_probe"] == "integration" and report["search_contrast"] > 0
+    assert report["pipeline"]["contrast_estimator"] == "kink"
 
 
 def test_bad_inputs_name_the_problem(runs, tmp_path, capsys):

@@ -212,3 +212,35 @@ def test_an_unknown_search_probe_is_named():
     search = SearchConfig(num_bins=4, grid_size=4)
     with pytest.raises(ValueError, match=r"search_probe.*'nets'"):
         PipelineConfig(search=search, search_probe="nets")
+
+
+class PerSweepContrastNet(CountingRefocus):
+    """A per-sweep-contrast net's interface: records the self-calibrated contrast the pipeline hands it."""
+
+    contrast_source = "prior"
+
+    def __init__(self, refocus):
+        super().__init__(refocus)
+        self.priors = []
+
+    def for_sweep(self, image, focal_stack, image_time_us, prior_contrast=None):
+        self.priors.append(prior_contrast)
+        return self
+
+
+@pytest.mark.parametrize("method", ["kink", "blur_fit"])
+def test_per_sweep_nets_start_from_the_configured_contrast_estimator(small_sweep, method):
+    search = SearchConfig(num_bins=4, grid_size=4, margin_px=4, tolerance_us=small_sweep.schedule.duration_us / 16,
+                          min_events=0)
+    net = PerSweepContrastNet(EventIntegrator(0.05))
+    AIFPipeline(net, None, PipelineConfig(search=search, efs_fine_bins=64, max_slices=3,
+                                          contrast_estimator=method))(small_sweep)
+    schedule = small_sweep.schedule
+    focal_stack = EventFocalStack.from_events(small_sweep.events, schedule.t_start_us, schedule.t_end_us, 64)
+    expected = estimate_contrast(small_sweep.image, focal_stack, small_sweep.image_time_us, method=method)
+    assert net.priors == [pytest.approx(expected.contrast)]
+
+
+def test_an_unknown_contrast_estimator_is_named():
+    with pytest.raises(ValueError, match=r"contrast_estimator.*'oracle'"):
+        PipelineConfig(search=SearchConfig(num_bins=4, grid_size=4), contrast_estimator="oracle")

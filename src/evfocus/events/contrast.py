@@ -16,23 +16,47 @@ Measured (docs/simulation_gap.md): 0.216 / 0.222 on the two DAVIS346-density ``e
 on our simulated sweeps the kink scatters by about ×2 around the sensor's threshold, more on scenes
 with little texture. It is the non-learned reference, and the prior of the refocus net's own
 estimate (``models.refocus.ContrastEstimator``).
+
+The kink's overshoot statistic responds sub-linearly to the sensor: the same scene at three times the
+sensitivity needs a 3.2× smaller ``c``, the kink moves 2× (docs/results.md). ``method="blur_fit"``
+refines it with a forward model of defocus: where the sweep, at some moment, shows the frame *blurred
+further* (a tile moving away from focus), the signed events since the frame must equal
+``(log blur_σ(frame) − log frame) / c`` for some Gaussian σ. Per tile and time node the best-fitting σ
+is kept; the tile-times that fit well (R² > BLUR_FIT_MIN_R2) give ``c`` by least squares. The frame's
+own structure sets the scale, so the estimate moves with the sensor. The blur acts in linear light
+(defocus averages photons) on the frame's grey value, read as sRGB. A frame that is the sweep's
+blurriest offers no such tiles (fewer than BLUR_FIT_MIN_TILES): the kink stands. The fit may move the
+kink by at most BLUR_FIT_MAX_RATIO either way: on some scenes it locks onto edges the frame alone does
+not predict (occlusions) and comes out far too small.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Literal
 
+import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from evfocus.events.focal_stack import EventFocalStack
 
+ContrastMethod = Literal["kink", "blur_fit"]
+CONTRAST_METHODS: tuple[ContrastMethod, ...] = ("kink", "blur_fit")
+DEFAULT_CONTRAST_METHOD: ContrastMethod = "blur_fit"  # closer to the best contrast on 36 of our test sweeps
+
 CANDIDATES = tuple(float(c) for c in torch.logspace(-2, 0, 21, dtype=torch.float64))
 KINKS = torch.logspace(-2.5, 0, 200, dtype=torch.float64)
 WINDOW_PX = 15  # neighbourhood whose range bounds the sweep's values (efs_dev: blur radii 8-11 px)
 MAX_NODES = 64  # time nodes scanned for overshoot (the cumulative stack is subsampled to these)
 FALLBACK_CONTRAST = 0.1  # when the sweep shows no overshoot at all (no events, or no edges)
+BLUR_SIGMAS_PX = (0.7, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)  # further blur of the frame the fit tries
+BLUR_FIT_TILE_PX = 16
+BLUR_FIT_MIN_R2 = 0.5
+BLUR_FIT_MIN_TILES = 3
+BLUR_FIT_MAX_RATIO = 2.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +65,8 @@ class ContrastEstimate:
     candidates: tuple[float, ...]  # the c grid V was measured on
     overshoot: tuple[float, ...]  # V(c): mean over pixels of the worst overshoot over the sweep (log units)
     fallback: bool  # True when V stayed flat and ``contrast`` is FALLBACK_CONTRAST
+    kink: float  # the kink estimate (``contrast`` itself with method="kink")
+    blur_fit: float | None = None  # the blur fit's own value (method="blur_fit"; None: too few tiles)
 
 
 def _nodes_since_frame(focal_stack: EventFocalStack, image_time_us: float) -> Tensor:
@@ -79,10 +105,45 @@ def kink(candidates: Tensor, curve: Tensor) -> float | None:
     return None if not torch.isfinite(residual[best]) else float(KINKS[best])
 
 
+def _gaussian_blur(x: Tensor, sigma_px: float) -> Tensor:
+    size = 2 * math.ceil(3 * sigma_px) + 1
+    return kornia.filters.gaussian_blur2d(x, (size, size), (sigma_px, sigma_px), "reflect")
+
+
+def blur_fit_contrast(image: Tensor, focal_stack: EventFocalStack, image_time_us: float) -> float | None:
+    """``c`` from the tile-times where the events show the frame (C, H, W) blurred further, or None (see
+    the module doc): least squares of ``predicted log change ≈ c · signed events`` over those tile-times."""
+    grey = image.float().mean(dim=0, keepdim=True)[None].clamp(0.0, 1.0).expand(-1, 3, -1, -1)
+    linear = kornia.color.rgb_to_linear_rgb(grey)
+    log_frame = torch.log(grey[:, :1] + 1e-3)
+    predicted = torch.cat([  # (G, H, W): log change of the frame blurred by each σ
+        torch.log(kornia.color.linear_rgb_to_rgb(_gaussian_blur(linear, sigma))[:, :1] + 1e-3) - log_frame
+        for sigma in BLUR_SIGMAS_PX], dim=1)[0]
+    events = _nodes_since_frame(focal_stack, image_time_us).to(predicted.dtype)  # (K, H, W)
+    tile = min(BLUR_FIT_TILE_PX, *events.shape[-2:])
+    cross = F.avg_pool2d(events[:, None] * predicted[None], tile)  # (K, G, h, w)
+    predicted_energy = F.avg_pool2d(predicted * predicted, tile)[None].expand_as(cross)
+    event_energy = F.avg_pool2d(events * events, tile)[:, None]
+    r2 = torch.where(cross > 0, cross.square() / (predicted_energy * event_energy).clamp_min(1e-12),
+                     torch.zeros_like(cross))
+    best_r2, best_sigma = r2.max(dim=1, keepdim=True)
+    fits = best_r2 > BLUR_FIT_MIN_R2
+    if int(fits.sum()) < BLUR_FIT_MIN_TILES:
+        return None
+    return float(predicted_energy.gather(1, best_sigma)[fits].sum() / cross.gather(1, best_sigma)[fits].sum())
+
+
 def estimate_contrast(image: Tensor, focal_stack: EventFocalStack, image_time_us: float,
-                      window_px: int = WINDOW_PX) -> ContrastEstimate:
+                      window_px: int = WINDOW_PX,
+                      method: ContrastMethod = DEFAULT_CONTRAST_METHOD) -> ContrastEstimate:
     """The sweep's event contrast from its frame (C, H, W) and events alone (see the module doc)."""
+    if method not in CONTRAST_METHODS:
+        raise ValueError(f"contrast method must be one of {CONTRAST_METHODS}, got {method!r}")
     curve = overshoot_curve(image, focal_stack, image_time_us, CANDIDATES, window_px)
     found = kink(torch.tensor(CANDIDATES, dtype=torch.float64), curve) if float(curve[-1]) > 1e-6 else None
-    return ContrastEstimate(contrast=FALLBACK_CONTRAST if found is None else found, candidates=CANDIDATES,
-                            overshoot=tuple(curve.tolist()), fallback=found is None)
+    kink_contrast = FALLBACK_CONTRAST if found is None else found
+    fitted = blur_fit_contrast(image, focal_stack, image_time_us) if method == "blur_fit" else None
+    contrast = kink_contrast if fitted is None else min(max(fitted, kink_contrast / BLUR_FIT_MAX_RATIO),
+                                                        kink_contrast * BLUR_FIT_MAX_RATIO)
+    return ContrastEstimate(contrast=contrast, candidates=CANDIDATES, overshoot=tuple(curve.tolist()),
+                            fallback=found is None, kink=kink_contrast, blur_fit=fitted)

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from evfocus.events.contrast import estimate_contrast
+from evfocus.events.contrast import CONTRAST_METHODS, DEFAULT_CONTRAST_METHOD, ContrastMethod, estimate_contrast
 from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.integration import EventIntegrator
 from evfocus.models.merge import MergeOutput, gradient_energy_merge
@@ -62,12 +62,16 @@ class PipelineConfig:
     mode: PipelineMode = "batched"
     runtime: Runtime = "torch"  # how the nets run (models.runtime): torch, channels_last, bf16_stack or bf16
     search_probe: SearchProbe = "net"
+    contrast_estimator: ContrastMethod = DEFAULT_CONTRAST_METHOD  # self-calibration of per-sweep nets, probes
 
     def __post_init__(self) -> None:
         if self.mode not in ("batched", "reference"):
             raise ValueError(f"mode must be 'batched' or 'reference', got {self.mode!r}")
         if self.search_probe not in SEARCH_PROBES:
             raise ValueError(f"search_probe must be one of {SEARCH_PROBES}, got {self.search_probe!r}")
+        if self.contrast_estimator not in CONTRAST_METHODS:
+            raise ValueError(f"contrast_estimator must be one of {CONTRAST_METHODS}, "
+                             f"got {self.contrast_estimator!r}")
         check_runtime(self.runtime)
         for name in ("efs_fine_bins", "max_slices", "slices_per_batch"):
             if getattr(self, name) < 1:
@@ -156,7 +160,7 @@ def find_slices(image: Tensor, image_time_us: float, focal_stack: EventFocalStac
 
 
 def search_refocus(probe: SearchProbe, refocus: RefocusFn, image: Tensor, focal_stack: EventFocalStack,
-                   image_time_us: float) -> RefocusFn:
+                   image_time_us: float, contrast_estimator: ContrastMethod = DEFAULT_CONTRAST_METHOD) -> RefocusFn:
     """What refocuses the search's probes: the net itself, or event integration without a network.
 
     Which moment is sharpest barely depends on how well a probe is refocused (on the shipped model the
@@ -168,7 +172,7 @@ def search_refocus(probe: SearchProbe, refocus: RefocusFn, image: Tensor, focal_
         return refocus
     contrast = getattr(refocus, "contrast", None)
     if contrast is None:
-        contrast = estimate_contrast(image, focal_stack, image_time_us).contrast
+        contrast = estimate_contrast(image, focal_stack, image_time_us, method=contrast_estimator).contrast
     return EventIntegrator(float(contrast))
 
 
@@ -254,6 +258,12 @@ class AIFPipeline:
         with prepared((self.refocus, self.merge), self.config.runtime):
             return self._run(sweep, device)
 
+    def _prior_contrast(self, image: Tensor, focal_stack: EventFocalStack, image_time_us: float) -> float | None:
+        """The self-calibrated contrast a per-sweep-contrast net starts from (None: the net's own default)."""
+        if getattr(self.refocus, "contrast_source", None) is None:
+            return None
+        return estimate_contrast(image, focal_stack, image_time_us, method=self.config.contrast_estimator).contrast
+
     def _run(self, sweep: Sweep, device: torch.device) -> AIFResult:
         cfg = self.config
         seconds: dict[str, float] = {}
@@ -263,12 +273,14 @@ class AIFPipeline:
         image = sweep.image.to(device)
         focal_stack = EventFocalStack.from_events(events, schedule.t_start_us, schedule.t_end_us,
                                                   cfg.efs_fine_bins, count_grid=cfg.search.grid_size)
+        image_time_us = float(sweep.image_time_us)
         for_sweep = getattr(self.refocus, "for_sweep", None)
-        refocus = self.refocus if for_sweep is None else for_sweep(image, focal_stack, float(sweep.image_time_us))
+        refocus = self.refocus if for_sweep is None else for_sweep(
+            image, focal_stack, image_time_us, prior_contrast=self._prior_contrast(image, focal_stack, image_time_us))
         seconds["events"] = _lap(started, device)
 
         mark = time.perf_counter()
-        probe = search_refocus(cfg.search_probe, refocus, image, focal_stack, float(sweep.image_time_us))
+        probe = search_refocus(cfg.search_probe, refocus, image, focal_stack, image_time_us, cfg.contrast_estimator)
         with autocast(cfg.runtime, device, "search"):  # the nets' steps only: the rest stays float32
             search, slice_times = find_slices(image, float(sweep.image_time_us), focal_stack, probe, cfg.search,
                                               cfg.max_slices, cfg.mode)

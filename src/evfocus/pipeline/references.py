@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from evfocus.events.contrast import estimate_contrast
+from evfocus.events.contrast import DEFAULT_CONTRAST_METHOD, ContrastMethod, estimate_contrast
 from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.integration import EventIntegrator
 from evfocus.sweep import Sweep
@@ -12,9 +12,11 @@ from evfocus.sweep import Sweep
 SELF_CALIBRATION_BINS = 128  # time nodes of the focal stack the self-calibration reads
 
 
-def self_calibrated_integrator(sweep: Sweep, device: torch.device) -> EventIntegrator:
+def self_calibrated_integrator(sweep: Sweep, device: torch.device,
+                               method: ContrastMethod = DEFAULT_CONTRAST_METHOD) -> EventIntegrator:
     """Event integration at the contrast the sweep's own frame and events give (no ground truth)."""
     schedule = sweep.schedule
     focal_stack = EventFocalStack.from_events(sweep.events.to(device), schedule.t_start_us, schedule.t_end_us,
                                               SELF_CALIBRATION_BINS)
-    return EventIntegrator(estimate_contrast(sweep.image.to(device), focal_stack, sweep.image_time_us).contrast)
+    return EventIntegrator(estimate_contrast(sweep.image.to(device), focal_stack, sweep.image_time_us,
+                                             method=method).contrast)

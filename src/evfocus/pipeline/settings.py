@@ -65,4 +65,5 @@ def pipeline_config(cfg: DictConfig, sweep: Sweep, device: torch.device | str = 
     return PipelineConfig(search=search, efs_fine_bins=cfg.data.efs_fine_bins, max_slices=settings.max_slices,
                           merge_window_fraction=settings.merge_window_fraction, slices_per_batch=slices_per_batch,
                           tile_px=settings.tile_px or (CPU_TILE_PX if on_cpu else None), mode=mode,
-                          runtime=resolve_runtime(settings.runtime, device), search_probe=settings.search.probe)
+                          runtime=resolve_runtime(settings.runtime, device), search_probe=settings.search.probe,
+                          contrast_estimator=settings.contrast_estimator)
