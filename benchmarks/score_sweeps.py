@@ -5,7 +5,7 @@ sensor sensitivity, ``sim:K1`` (DVS-Voltmeter DAVIS346 with k1 × K1, the checkp
 ranges otherwise, test-split scenes):
 
     python benchmarks/score_sweeps.py --ckpt RUN_OR_CKPT --input ../shared/samples/efs_dev sim:1 sim:3 [--sim-sweeps 16]
-        [--json scores.json] [--pipeline search.probe=integration]
+        [--sim-split test|val] [--json scores.json] [--pipeline search.probe=integration]
 
 Per input it prints a Markdown table row per method: ``pipeline`` (the checkpoint), ``integration``
 (``log I0 + c·Σ events`` at the contrast each sweep's own frame and events give, Sobel merge — no
@@ -46,8 +46,8 @@ from evfocus.pipeline.settings import pipeline_config
 from evfocus.sweep import Sweep
 
 
-def sweeps_of(text: str, cfg, count: int) -> Iterator[Sweep]:
-    """A capture folder's sweeps, or ``count`` test-split sweeps of a simulated sensor ``sim:K1``."""
+def sweeps_of(text: str, cfg, count: int, split: str = "test") -> Iterator[Sweep]:
+    """A capture folder's sweeps, or ``count`` sweeps of a simulated sensor ``sim:K1`` from ``split``."""
     if not text.startswith("sim:"):
         for name in list_captures(text):
             yield read_capture(text, name)
@@ -57,9 +57,9 @@ def sweeps_of(text: str, cfg, count: int) -> Iterator[Sweep]:
 
     k1_scale = float(text[4:])
     sim_cfg = OmegaConf.merge(cfg.sim, {"voltmeter": {"k1_scale_range": [k1_scale, k1_scale]}})
-    simulator = SweepSimulator(sim_cfg, "test")
+    simulator = SweepSimulator(sim_cfg, split)
     for index in range(count):
-        yield simulator.simulate(eval_sweep_seed(cfg.seed, "test", index))
+        yield simulator.simulate(eval_sweep_seed(cfg.seed, split, index))
 
 
 class ImageOnly:
@@ -81,6 +81,9 @@ def main() -> None:
     parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     parser.add_argument("--input", nargs="+", required=True, help="capture folders and/or sim:K1")
     parser.add_argument("--sim-sweeps", type=int, default=16, help="sweeps per sim:K1 input")
+    parser.add_argument("--sim-split", choices=("test", "val"), default="test",
+                        help="the scenes of sim:K1 inputs: 'val' (the validation photographs and seeds) to choose "
+                             "between checkpoints or settings without looking at the test sweeps")
     parser.add_argument("--contrasts", type=float, nargs="*", default=[], help="also integration at these c")
     parser.add_argument("--per-sweep", action="store_true", help="a row per sweep, not only the mean")
     parser.add_argument("--json", help="also write the means per input and method to this file")
@@ -103,7 +106,7 @@ def main() -> None:
     per_sweep: dict[str, dict[str, dict]] = {}
     for text in args.input:
         scores = defaultdict(list)
-        for sweep in sweeps_of(text, cfg, args.sim_sweeps):
+        for sweep in sweeps_of(text, cfg, args.sim_sweeps, args.sim_split):
             config = pipeline_config(cfg, sweep)
             with torch.no_grad():
                 methods = {"pipeline": image_only or AIFPipeline(refocus, merge, config)}
