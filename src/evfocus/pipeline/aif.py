@@ -282,7 +282,7 @@ class AIFPipeline:
         mark = time.perf_counter()
         probe = search_refocus(cfg.search_probe, refocus, image, focal_stack, image_time_us, cfg.contrast_estimator)
         with autocast(cfg.runtime, device, "search"):  # the nets' steps only: the rest stays float32
-            search, slice_times = find_slices(image, float(sweep.image_time_us), focal_stack, probe, cfg.search,
+            search, slice_times = find_slices(image, image_time_us, focal_stack, probe, cfg.search,
                                               cfg.max_slices, cfg.mode)
         seconds["search"] = _lap(mark, device)
 

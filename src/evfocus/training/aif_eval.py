@@ -102,9 +102,8 @@ class AIFEvaluator(nn.Module):
         """The network-free references on ``sweep``: integration at its own contrast (and at the fitted one)."""
         runs: dict[str, Callable[[], AIFResult]] = {}
         if self.references:
-            runs["integration"] = lambda: self._pipeline(self_calibrated_integrator(
-                sweep, device, self.cfg.pipeline.contrast_estimator), None, sweep,
-                                                         device)(sweep, device)
+            own = self_calibrated_integrator(sweep, device, self.cfg.pipeline.contrast_estimator)
+            runs["integration"] = lambda: self._pipeline(own, None, sweep, device)(sweep, device)
         if self.integration_contrast is not None:
             integrator = EventIntegrator(self.integration_contrast)
             runs["integration_sim_fit"] = lambda: self._pipeline(integrator, None, sweep, device)(sweep, device)
