@@ -3,7 +3,7 @@
     python src/aif.py [--ckpt RUN_DIR_OR_CKPT] --input CAPTURE_ROOT [MORE ...] --out DIR
         [--name NAME ...] [--device cuda|cpu] [--tile PX] [--grid N] [--max-slices S] [--frames F]
         [--video slices|refocus] [--runtime auto|torch|channels_last|bf16_stack|bf16] [--search-probe net|integration]
-        [--contrast-estimator kink|blur_fit] [--sim-size HxW] [--format FORMAT]
+        [--contrast-estimator kink|blur_fit] [--anchor-sigma FRACTION] [--sim-size HxW] [--format FORMAT]
     python src/aif.py ... --input EVENTS --image FRAME [--meta FILE] [--sweep-us START END]
         [--focus-m NEAR FAR] [--image-time-us T] [--polarity-flip] --out DIR
 
@@ -43,6 +43,7 @@ the work is ``evfocus.inference``.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -129,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "further, which follows the sensor's sensitivity; 'kink' alone was the former "
                              "default (shipped model: +1.75 instead of +4.45 dB on simulated 3x-sensitivity "
                              "sweeps, 0.25 dB more on efs_dev; docs/results.md)")
+    parser.add_argument("--anchor-sigma", type=float, default=None, metavar="FRACTION",
+                        help="every refocused slice keeps the frame's local mean light, over a Gaussian window "
+                             "whose sigma is FRACTION of the image's longer side (default: the checkpoint's "
+                             "pipeline.anchor_sigma_fraction, 0.05; 0 turns it off): events drift in brightness "
+                             "(sensor leak, unequal ON/OFF thresholds) where defocus conserves light; "
+                             "docs/results.md")
     parser.add_argument("--sim-size", type=parse_size, default=None, metavar="HxW", help="render sim: inputs at HxW")
     parser.add_argument("--format", choices=sorted(FORMATS), default=None,
                         help="the event files' format (default: detected from content, then suffix)")
@@ -158,6 +165,9 @@ def check_options(args: argparse.Namespace) -> None:
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out}: exists and is not a folder")
     overlap = PipelineConfig.tile_overlap_px
+    if args.anchor_sigma is not None and not (math.isfinite(args.anchor_sigma) and args.anchor_sigma >= 0):
+        raise InputError(f"--anchor-sigma must be a fraction >= 0 of the image's longer side (0: off), "
+                         f"got {args.anchor_sigma}")
     if args.tile is not None and args.tile <= 2 * overlap:
         raise InputError(f"--tile must exceed twice the tile overlap ({2 * overlap} px), got {args.tile}")
 
@@ -171,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.ckpt, device)
         sources = resolve_inputs(args.input, args.name, model.checkpoint.cfg, args.sim_size, capture_options(args))
         cfg = with_pipeline_overrides(model.checkpoint.cfg, args.grid, args.max_slices, args.tile, args.runtime,
-                                      args.search_probe, args.contrast_estimator)
+                                      args.search_probe, args.contrast_estimator, args.anchor_sigma)
         print(f"checkpoint {model.checkpoint.path} ({model.summary()}), {len(sources)} sweep(s) on {device}",
               file=sys.stderr)
         for source in tqdm(sources, desc="sweeps", unit="sweep"):

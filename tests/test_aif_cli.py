@@ -123,6 +123,7 @@ def test_capture_folder_and_sim_with_merge_run(runs, tmp_path):
     assert report["pipeline"]["search"]["grid_size"] == 4
     assert report["pipeline"]["search_probe"] == "net" and report["search_contrast"] is None
     assert report["pipeline"]["contrast_estimator"] == "blur_fit"
+    assert report["pipeline"]["anchor_sigma_px"] == pytest.approx(0.05 * max(HEIGHT, WIDTH))
     metrics = report["metrics"]
     for label in ("aif", "input"):
         assert set(metrics[label]) == {"psnr", "ssim"} and np.isfinite(metrics[label]["psnr"])
@@ -139,14 +140,15 @@ def test_refocus_checkpoint_file_on_a_resized_tiled_sim(runs, tmp_path, capsys):
     aif = load_aif_module()
     assert aif.main(["--ckpt", str(runs["refocus"]), "--input", "sim:2", "--out", str(out), "--frames", "4",
                      "--sim-size", "40x72", "--tile", "40", "--grid", "2", "--max-slices", "3",
-                     "--search-probe", "integration", "--contrast-estimator", "kink", "--device", "cpu"]) == 0
+                     "--search-probe", "integration", "--contrast-estimator", "kink", "--anchor-sigma", "0",
+                     "--device", "cpu"]) == 0
     report = check_outputs(out / "sim-test-2", 40, 72, frames=4)
     assert report["checkpoint"]["stage"] == "refocus" and report["checkpoint"]["merge"] == "sobel_energy"
     assert "no merge net" in report["checkpoint"]["note"] and "merge sobel_energy" in capsys.readouterr().err
     assert report["pipeline"]["tile_px"] == 40 and report["patch_grid"]["grid_size"] == 2
     assert len(report["slice_times_us"]) <= 3
     assert report["pipeline"]["search_probe"] == "integration" and report["search_contrast"] > 0
-    assert report["pipeline"]["contrast_estimator"] == "kink"
+    assert report["pipeline"]["contrast_estimator"] == "kink" and report["pipeline"]["anchor_sigma_px"] is None
 
 
 def test_bad_inputs_name_the_problem(runs, tmp_path, capsys):
@@ -178,6 +180,7 @@ def test_bad_inputs_name_the_problem(runs, tmp_path, capsys):
         ([*merge, *inputs, "--sim-size", "40x40"], "--sim-size applies to sim: inputs"),
         ([*merge, *inputs, "--frames", "-1"], "--frames must be in 0.."),
         ([*merge, *inputs, "--tile", "20"], "--tile must exceed"),
+        ([*merge, *inputs, "--anchor-sigma", "-0.1"], "--anchor-sigma must be a fraction >= 0"),
         ([*merge, *inputs, "--out", str(tmp_path / "notes.txt")], "exists and is not a folder"),
         ([*merge, "--input", str(captures / "blurry" / "scene.png"), "--grid", "50"], "50x50 search grid does not fit"),
         ([*merge, *inputs, "sim:1", "sim:1"], "both named 'sim-test-1'"),

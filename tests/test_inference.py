@@ -83,7 +83,8 @@ def test_the_refocus_video_reuses_the_pipelines_focal_stack(sweep, monkeypatch):
     assert len(builds) == 1  # the events were binned once, for the search, the stack and the video
     monkeypatch.undo()
     fresh = EventFocalStack.from_events(sweep.events, sweep.schedule.t_start_us, sweep.schedule.t_end_us, 64)
-    expected, _ = refocus_stack(EventIntegrator(0.05), sweep.image, sweep.image_time_us, fresh, times, 4)
+    expected, _ = refocus_stack(EventIntegrator(0.05), sweep.image, sweep.image_time_us, fresh, times, 4,
+                                anchor_sigma_px=config.anchor_sigma_px)  # anchored like the pipeline's stack
     assert frames.shape == (5, 48, 64, 3) and np.array_equal(frames, to_uint8(expected))
 
 

@@ -3,9 +3,11 @@
 import pytest
 import torch
 
-from evfocus.config import load_config
+from evfocus.config import ConfigError, load_config
 from evfocus.events.stream import EventStream
 from evfocus.optics import FocusSchedule
+from evfocus.pipeline.aif import PipelineConfig
+from evfocus.pipeline.search import SearchConfig
 from evfocus.pipeline.settings import (
     CPU_CROPS_PER_CALL,
     CPU_TILE_PX,
@@ -78,3 +80,14 @@ def test_no_cpuinfo_means_no_bf16(tmp_path):
     from evfocus.models.runtime import _cpu_flags_have_bf16
 
     assert _cpu_flags_have_bf16(tmp_path / "missing") is False
+
+
+def test_the_anchor_scales_with_the_image_and_bad_values_are_refused():
+    assert load_config(None).pipeline.anchor_sigma_fraction == 0.05
+    assert pipeline_config(load_config(None), sweep()).anchor_sigma_px == pytest.approx(0.05 * 40)  # 30x40
+    off = load_config(None, ["pipeline.anchor_sigma_fraction=null"])
+    assert pipeline_config(off, sweep()).anchor_sigma_px is None
+    with pytest.raises(ConfigError, match=r"pipeline\.anchor_sigma_fraction: must be positive"):
+        load_config(None, ["pipeline.anchor_sigma_fraction=-0.05"])
+    with pytest.raises(ValueError, match="anchor_sigma_px must be positive"):
+        PipelineConfig(search=SearchConfig(num_bins=4), anchor_sigma_px=0.0)

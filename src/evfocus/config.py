@@ -275,6 +275,9 @@ class PipelineSettings:
     # reference (events/contrast.py): the overshoot kink refined by a blur fit (blur_fit), or the kink alone
     # (shipped model: sim x3 +4.45 dB against +1.75, efs_dev 0.25 dB lower; docs/results.md)
     contrast_estimator: str = "blur_fit"
+    # every refocused slice keeps the frame's local mean light (pipeline/anchor.py): the Gaussian window's σ as
+    # a fraction of the image's longer side (chosen on validation sweeps from 0.025 / 0.05 / 0.1); null: off
+    anchor_sigma_fraction: float | None = 0.05
     eval_sweeps: int | None = None  # AIF-evaluate the first N test sweeps only (None: all)
 
 
@@ -490,7 +493,7 @@ def validate(cfg: DictConfig) -> None:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     for key in ("pipeline.search.tolerance_events", "pipeline.search.max_crops_per_call", "pipeline.slices_per_batch",
-                "pipeline.tile_px"):
+                "pipeline.tile_px", "pipeline.anchor_sigma_fraction"):
         value = OmegaConf.select(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{key}: must be positive (or null), got {value}")

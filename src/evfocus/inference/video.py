@@ -66,7 +66,8 @@ def refocus_frames(result: AIFResult, image: Tensor, image_time_us: float, times
     frames = []
     for chunk in times_us.to(focal_stack.device).split(config.slices_per_batch):
         stack, _ = refocus_stack(result.refocus, image, image_time_us, focal_stack, chunk, config.search.num_bins,
-                                 config.slices_per_batch, config.tile_px, config.tile_overlap_px)
+                                 config.slices_per_batch, config.tile_px, config.tile_overlap_px,
+                                 config.anchor_sigma_px)
         frames.append(to_uint8(stack))
     return np.concatenate(frames)
 

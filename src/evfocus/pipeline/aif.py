@@ -7,7 +7,8 @@ stage, ``src/aif.py`` and the benchmarks run the very same code:
    ``cluster_times`` folds the N×N found times into at most ``max_slices`` distinct slice times (the
    reference refocuses once per patch, duplicates included: 64 full-image passes). The joint stage
    asks the same function for the slices of each training crop.
-2. ``refocus_stack`` refocuses the whole frame at every slice time (batched, tiled when large).
+2. ``refocus_stack`` refocuses the whole frame at every slice time (batched, tiled when large) and
+   keeps each slice's local mean light at the frame's (``pipeline.anchor``).
 3. ``merge_events`` cuts the events of a window around each slice time for the merge net.
 4. A merge (EvMergeNet, or the Sobel-energy reference) weights the slices per pixel.
 
@@ -31,6 +32,7 @@ from evfocus.events.integration import EventIntegrator
 from evfocus.models.merge import MergeOutput, gradient_energy_merge
 from evfocus.models.runtime import Runtime, autocast, check_runtime, prepared
 from evfocus.optics import FocusSchedule
+from evfocus.pipeline.anchor import anchor_to_frame
 from evfocus.pipeline.depth import depth_confidence, patch_depth_map, regularise_depth, weighted_depth_map
 from evfocus.pipeline.search import RefocusFn, SearchConfig, SearchResult, focus_search
 from evfocus.sweep import Sweep
@@ -63,6 +65,7 @@ class PipelineConfig:
     runtime: Runtime = "torch"  # how the nets run (models.runtime): torch, channels_last, bf16_stack or bf16
     search_probe: SearchProbe = "net"
     contrast_estimator: ContrastMethod = DEFAULT_CONTRAST_METHOD  # self-calibration of per-sweep nets, probes
+    anchor_sigma_px: float | None = None  # stack slices keep the frame's local mean light (pipeline.anchor); None: off
 
     def __post_init__(self) -> None:
         if self.mode not in ("batched", "reference"):
@@ -78,6 +81,8 @@ class PipelineConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.merge_window_fraction <= 0.5:
             raise ValueError(f"merge_window_fraction must be in (0, 0.5], got {self.merge_window_fraction}")
+        if self.anchor_sigma_px is not None and not self.anchor_sigma_px > 0:
+            raise ValueError(f"anchor_sigma_px must be positive (or None), got {self.anchor_sigma_px}")
         if self.tile_px is not None and self.tile_px <= 2 * self.tile_overlap_px:
             raise ValueError(f"tile_px={self.tile_px} must exceed twice tile_overlap_px={self.tile_overlap_px}")
 
@@ -210,10 +215,11 @@ def run_tiled(fn: Callable[..., Tensor], inputs: list[Tensor], tile_px: int | No
 
 def refocus_stack(refocus: RefocusFn, image: Tensor, image_time_us: float, focal_stack: EventFocalStack,
                   times_us: Tensor, num_bins: int, slices_per_batch: int = 8, tile_px: int | None = None,
-                  tile_overlap_px: int = 16) -> tuple[Tensor, int]:
+                  tile_overlap_px: int = 16, anchor_sigma_px: float | None = None) -> tuple[Tensor, int]:
     """The frame (C,H,W) refocused at every time in ``times_us`` (S,) → ((S,C,H,W), refocus calls).
 
-    Untiled, a refocus net with ``encode_image`` encodes the frame once for all slices.
+    Untiled, a refocus net with ``encode_image`` encodes the frame once for all slices. With
+    ``anchor_sigma_px``, every slice keeps the frame's local mean light (``pipeline.anchor``).
     """
     encode = getattr(refocus, "encode_image", None)
     tiled = tile_px is not None and max(image.shape[-2:]) > tile_px
@@ -229,7 +235,10 @@ def refocus_stack(refocus: RefocusFn, image: Tensor, image_time_us: float, focal
             cached = [level.expand(len(chunk), *level.shape[1:]) for level in features]
             slices.append(refocus(images, events, image_features=cached))
         calls += 1
-    return torch.cat(slices), calls
+    stack = torch.cat(slices)
+    if anchor_sigma_px is not None:
+        stack = anchor_to_frame(stack, image, anchor_sigma_px)
+    return stack, calls
 
 
 def merge_events(focal_stack: EventFocalStack, times_us: Tensor, window_us: float, num_bins: int) -> Tensor:
@@ -290,7 +299,8 @@ class AIFPipeline:
         slices_per_batch = 1 if cfg.mode == "reference" else cfg.slices_per_batch  # the reference: one at a time
         with autocast(cfg.runtime, device, "stack"):
             stack, calls = refocus_stack(refocus, image, sweep.image_time_us, focal_stack, slice_times,
-                                         cfg.search.num_bins, slices_per_batch, cfg.tile_px, cfg.tile_overlap_px)
+                                         cfg.search.num_bins, slices_per_batch, cfg.tile_px, cfg.tile_overlap_px,
+                                         cfg.anchor_sigma_px)
         seconds["stack"] = _lap(mark, device)
 
         mark = time.perf_counter()

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from evfocus.models.runtime import resolve_runtime
 from evfocus.pipeline.aif import PipelineConfig, PipelineMode
+from evfocus.pipeline.anchor import anchor_sigma_px
 from evfocus.pipeline.search import SearchConfig
 from evfocus.sweep import Sweep
 
@@ -66,4 +67,5 @@ def pipeline_config(cfg: DictConfig, sweep: Sweep, device: torch.device | str = 
                           merge_window_fraction=settings.merge_window_fraction, slices_per_batch=slices_per_batch,
                           tile_px=settings.tile_px or (CPU_TILE_PX if on_cpu else None), mode=mode,
                           runtime=resolve_runtime(settings.runtime, device), search_probe=settings.search.probe,
-                          contrast_estimator=settings.contrast_estimator)
+                          contrast_estimator=settings.contrast_estimator,
+                          anchor_sigma_px=anchor_sigma_px(settings.anchor_sigma_fraction, sweep.height, sweep.width))
