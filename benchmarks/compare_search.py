@@ -35,11 +35,11 @@ from evfocus.sweep import Sweep
 
 
 def with_variant(cfg: DictConfig, text: str) -> DictConfig:
-    """``cfg`` with ``key=value,key=value`` applied under ``pipeline`` (dotted keys, values parsed as YAML)."""
+    """``cfg`` with ``key=value,key=value`` applied under ``pipeline`` (dotted keys, values parsed as YAML:
+    ``anchor_sigma_fraction=null`` sets None), type-checked by the config's schema."""
     changed = OmegaConf.merge(cfg, {})
-    OmegaConf.set_readonly(changed, False)
-    for key, value in (item.split("=", 1) for item in text.split(",") if item):
-        OmegaConf.update(changed, f"pipeline.{key}", OmegaConf.create({"v": value}).v, merge=False)
+    for item in (item for item in text.split(",") if item):
+        changed = OmegaConf.merge(changed, {"pipeline": OmegaConf.from_dotlist([item])})
     return changed
 
 
