@@ -13,6 +13,7 @@ sweeps and the development captures: docs/results.md, "Refocused frames keep the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import kornia
 import torch
@@ -27,15 +28,21 @@ LINEAR_FLOOR = 1e-4
 PX_PER_SIGMA = 8.0
 
 
+def _per_channel(convert: Callable[[Tensor], Tensor], image: Tensor) -> Tensor:
+    """kornia's colour conversions want 3 channels: RGB goes as it is, other channel counts one plane at a time."""
+    image = image.clamp(0.0, 1.0)
+    if image.shape[-3] == 3:
+        return convert(image)
+    planes = image.reshape(-1, 1, *image.shape[-2:]).expand(-1, 3, -1, -1)
+    return convert(planes)[:, :1].reshape(image.shape)
+
+
 def _srgb_to_linear(image: Tensor) -> Tensor:
-    """sRGB (N, C, H, W) in [0, 1] → linear light, any C (kornia's conversion wants 3 channels)."""
-    flat = image.reshape(-1, 1, *image.shape[-2:]).clamp(0.0, 1.0).expand(-1, 3, -1, -1)
-    return kornia.color.rgb_to_linear_rgb(flat)[:, :1].reshape(image.shape)
+    return _per_channel(kornia.color.rgb_to_linear_rgb, image)
 
 
 def _linear_to_srgb(image: Tensor) -> Tensor:
-    flat = image.reshape(-1, 1, *image.shape[-2:]).clamp(0.0, 1.0).expand(-1, 3, -1, -1)
-    return kornia.color.linear_rgb_to_rgb(flat)[:, :1].reshape(image.shape)
+    return _per_channel(kornia.color.linear_rgb_to_rgb, image)
 
 
 def local_mean(image: Tensor, sigma_px: float) -> Tensor:
