@@ -4,13 +4,13 @@ import kornia
 import pytest
 import torch
 
+from evfocus.colour import srgb_encode
 from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.integration import EventIntegrator
 from evfocus.image_scores import image_quality
 from evfocus.pipeline.aif import refocus_stack
 from evfocus.pipeline.anchor import anchor_sigma_px, anchor_to_frame, local_mean
 from evfocus.sim.dvs import IdealParams, simulate_ideal
-from evfocus.sim.render import srgb_encode
 
 SIZE, FRAMES, DURATION_US = 96, 41, 400_000
 

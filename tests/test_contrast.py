@@ -6,11 +6,11 @@ import kornia
 import pytest
 import torch
 
+from evfocus.colour import srgb_encode
 from evfocus.events.contrast import blur_fit_contrast, estimate_contrast
 from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.stream import EventStream
 from evfocus.sim.dvs import IdealParams, simulate_ideal
-from evfocus.sim.render import srgb_encode
 
 SIZE, FRAMES, DURATION_US = 96, 41, 400_000
 

@@ -16,16 +16,17 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "src" / "evfocus"
-LEAVES = {"golden": set(), "optics": set(), "trainer_options": set(), "metrics": set(), "image_scores": set()}
+LEAVES = {"golden": set(), "optics": set(), "colour": set(), "trainer_options": set(), "metrics": set(),
+          "image_scores": set()}
 MAY_IMPORT: dict[str, set[str]] = {
     **LEAVES,
     "config": {"trainer_options"},
-    "events": {"golden"},
+    "events": {"golden", "colour"},
     "sweep": {"events", "optics"},
-    "sim": {"config", "events", "sweep", "optics"},
+    "sim": {"config", "events", "sweep", "optics", "colour"},
     "data": {"config", "events", "sweep", "optics", "sim"},
     "models": {"config", "events"},
-    "pipeline": {"config", "events", "sweep", "optics", "golden", "models"},
+    "pipeline": {"config", "events", "sweep", "optics", "golden", "models", "colour"},
     "checkpoints": {"config", "models"},
     "visualize": {"pipeline", "sweep", "optics"},
     "inference": {"config", "events", "sweep", "optics", "sim", "data", "models", "pipeline", "checkpoints",

@@ -15,6 +15,7 @@ from scipy.signal import convolve2d
 from scipy.special import j1
 
 import evfocus.sim.render as render_module
+from evfocus.colour import srgb_decode, srgb_encode
 from evfocus.sim.render import (
     RenderError,
     disk_blur,
@@ -24,8 +25,6 @@ from evfocus.sim.render import (
     render_all_in_focus,
     render_depth,
     render_focal_frames,
-    srgb_decode,
-    srgb_encode,
 )
 from evfocus.sim.scene import Layer, Scene
 

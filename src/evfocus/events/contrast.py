@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from evfocus.colour import srgb_decode, srgb_encode
 from evfocus.events.focal_stack import EventFocalStack
 
 ContrastMethod = Literal["kink", "blur_fit"]
@@ -113,11 +114,11 @@ def _gaussian_blur(x: Tensor, sigma_px: float) -> Tensor:
 def blur_fit_contrast(image: Tensor, focal_stack: EventFocalStack, image_time_us: float) -> float | None:
     """``c`` from the tile-times where the events show the frame (C, H, W) blurred further, or None (see
     the module doc): least squares of ``predicted log change ≈ c · signed events`` over those tile-times."""
-    grey = image.float().mean(dim=0, keepdim=True)[None].clamp(0.0, 1.0).expand(-1, 3, -1, -1)
-    linear = kornia.color.rgb_to_linear_rgb(grey)
-    log_frame = torch.log(grey[:, :1] + 1e-3)
+    grey = image.float().mean(dim=0, keepdim=True)[None].clamp(0.0, 1.0)
+    linear = srgb_decode(grey)
+    log_frame = torch.log(grey + 1e-3)
     predicted = torch.cat([  # (G, H, W): log change of the frame blurred by each σ
-        torch.log(kornia.color.linear_rgb_to_rgb(_gaussian_blur(linear, sigma))[:, :1] + 1e-3) - log_frame
+        torch.log(srgb_encode(_gaussian_blur(linear, sigma)) + 1e-3) - log_frame
         for sigma in BLUR_SIGMAS_PX], dim=1)[0]
     events = _nodes_since_frame(focal_stack, image_time_us).to(predicted.dtype)  # (K, H, W)
     tile = min(BLUR_FIT_TILE_PX, *events.shape[-2:])

@@ -298,7 +298,7 @@ class AIFPipeline:
         mark = time.perf_counter()
         slices_per_batch = 1 if cfg.mode == "reference" else cfg.slices_per_batch  # the reference: one at a time
         with autocast(cfg.runtime, device, "stack"):
-            stack, calls = refocus_stack(refocus, image, sweep.image_time_us, focal_stack, slice_times,
+            stack, calls = refocus_stack(refocus, image, image_time_us, focal_stack, slice_times,
                                          cfg.search.num_bins, slices_per_batch, cfg.tile_px, cfg.tile_overlap_px,
                                          cfg.anchor_sigma_px)
         seconds["stack"] = _lap(mark, device)

@@ -6,19 +6,20 @@ frame shows. Integrated events do not keep that: noise and leak events (the DVS-
 brightness-dependent leak fires ON events over the whole sweep) and ON/OFF thresholds that differ add
 a slow drift, and a refocus net inherits it. ``anchor_to_frame`` divides the drift out: each refocused
 image is scaled, per pixel, by the ratio of the frame's Gaussian local mean to its own, in linear
-light (the frame is sRGB; averages of sRGB values would not be conserved). Measured on the validation
+light (``colour``: the frame is sRGB; averages of sRGB values would not be conserved). Measured on the validation
 sweeps and the development captures: docs/results.md, "Refocused frames keep the frame's light".
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from evfocus.colour import srgb_decode, srgb_encode
 
 # Linear irradiance floor of the ratio: keeps black regions (and their noise) from dividing by ~0.
 LINEAR_FLOOR = 1e-4
@@ -26,23 +27,6 @@ LINEAR_FLOOR = 1e-4
 # nothing finer to lose (within 0.005 of the full-resolution blur away from the borders, tests/test_anchor.py),
 # and a σ of 64 px (a 720x1280 frame) costs a 49-tap blur of a 90x160 copy instead of 385 taps at full size.
 PX_PER_SIGMA = 8.0
-
-
-def _per_channel(convert: Callable[[Tensor], Tensor], image: Tensor) -> Tensor:
-    """kornia's colour conversions want 3 channels: RGB goes as it is, other channel counts one plane at a time."""
-    image = image.clamp(0.0, 1.0)
-    if image.shape[-3] == 3:
-        return convert(image)
-    planes = image.reshape(-1, 1, *image.shape[-2:]).expand(-1, 3, -1, -1)
-    return convert(planes)[:, :1].reshape(image.shape)
-
-
-def _srgb_to_linear(image: Tensor) -> Tensor:
-    return _per_channel(kornia.color.rgb_to_linear_rgb, image)
-
-
-def _linear_to_srgb(image: Tensor) -> Tensor:
-    return _per_channel(kornia.color.linear_rgb_to_rgb, image)
 
 
 def local_mean(image: Tensor, sigma_px: float) -> Tensor:
@@ -76,10 +60,10 @@ def anchor_to_frame(images: Tensor, frame: Tensor, sigma_px: float) -> Tensor:
     if not math.isfinite(sigma_px) or sigma_px <= 0:
         raise ValueError(f"sigma_px must be a positive number of pixels, got {sigma_px}")
     with torch.autocast(images.device.type, enabled=False):  # a gain field in bf16 would add its own banding
-        linear = _srgb_to_linear(images.float())
-        frame_linear = _srgb_to_linear(frame.float()[None])
+        linear = srgb_decode(images.float())
+        frame_linear = srgb_decode(frame.float()[None])
         gain = (local_mean(frame_linear, sigma_px) + LINEAR_FLOOR) / (local_mean(linear, sigma_px) + LINEAR_FLOOR)
-        return _linear_to_srgb(linear * gain).to(images.dtype)
+        return srgb_encode(linear * gain).to(images.dtype)
 
 
 def anchor_sigma_px(sigma_fraction: float | None, height: int, width: int) -> float | None:

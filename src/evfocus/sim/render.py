@@ -15,7 +15,7 @@ the mean exactly and is the identity at D = 0, but it rings next to hard edges b
 ~1–2 px (up to ~2% below 0 / 4% above 1 at a 0/1 step), and its faint tails beyond the
 margin wrap (≲1e-3 on textured scenes, so frames rendered in separate calls, with other
 margins, can differ by that much). Consumers that need physical values clamp (a camera
-saturates; see ``srgb_encode``).
+saturates; see ``colour.srgb_encode``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from evfocus.sim.scene import Layer, Scene
 
 Channels = Literal["rgb", "luma"]
 LUMA_WEIGHTS_709 = (0.2126, 0.7152, 0.0722)  # Rec.709 / sRGB primaries, applied to linear RGB
-_SRGB_KNEE_LINEAR, _SRGB_KNEE_ENCODED = 0.0031308, 0.04045  # where the sRGB curve's linear piece ends
 _JINC_STEP = 2.0**-8  # jinc table spacing in x = π·D·ρ; linear interpolation errs < 1e-6
 _SLAB_STEP_PX = 2.0  # a slanted layer is cut into slabs whose blur diameters differ by at most this
 _MAX_SLABS = 8
@@ -43,30 +42,6 @@ _MAX_DIAMETER_PX = 4096.0  # larger blurs are a units mistake, and their OTF tab
 
 class RenderError(ValueError):
     """Bad rendering arguments (focus values, blur scale, channel mode, image shapes)."""
-
-
-# ----------------------------------------------------------------------------- sRGB
-def srgb_encode(linear: Tensor) -> Tensor:
-    """Linear light → sRGB-encoded values, any shape (IEC 61966-2-1, same curve as kornia.color).
-
-    Values are clamped to [0,1] first: a camera saturates above full scale and records no
-    negative light, and the renderer's band-limited blur can ring a hair outside [0,1].
-    The two pieces of the curve meet at the knee, so curve(max(x, knee)) + slope·(min(x, knee) − knee)
-    is either piece exactly: arithmetic instead of ``torch.where``, which is slow on CPU
-    (this encodes every frame of every sweep the event simulator sees).
-    """
-    x = linear.clamp(0.0, 1.0)
-    curved = x.clamp_min(_SRGB_KNEE_LINEAR).pow_(1 / 2.4).mul_(1.055).sub_(0.055)
-    curved.add_(x.clamp_max_(_SRGB_KNEE_LINEAR).sub_(_SRGB_KNEE_LINEAR), alpha=12.92)
-    return curved.clamp_(0.0, 1.0)  # the pieces meet to float rounding (~1e-8), not exactly
-
-
-def srgb_decode(srgb: Tensor) -> Tensor:
-    """sRGB-encoded values → linear light, any shape; clamped to [0,1], the range a camera stores."""
-    x = srgb.clamp(0.0, 1.0)
-    curved = x.clamp_min(_SRGB_KNEE_ENCODED).add_(0.055).div_(1.055).pow_(2.4)
-    curved.add_(x.clamp_max_(_SRGB_KNEE_ENCODED).sub_(_SRGB_KNEE_ENCODED), alpha=1 / 12.92)
-    return curved.clamp_(0.0, 1.0)
 
 
 def luma(color_lin: Tensor) -> Tensor:

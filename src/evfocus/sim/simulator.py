@@ -15,10 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from evfocus.colour import srgb_encode
 from evfocus.events.stream import EventStream
 from evfocus.optics import FocusSchedule
 from evfocus.sim.dvs import IdealParams, sample_voltmeter_params, simulate_ideal, simulate_voltmeter
-from evfocus.sim.render import render_all_in_focus, render_depth, render_focal_frames, srgb_encode
+from evfocus.sim.render import render_all_in_focus, render_depth, render_focal_frames
 from evfocus.sim.scene import SceneConfig, sample_scene
 from evfocus.sim.textures import TextureBank
 from evfocus.sweep import Sweep
