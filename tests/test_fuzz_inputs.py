@@ -7,7 +7,11 @@ by their own libraries or encoded from their specs, then cut or overwritten, thr
 A reader may refuse a file with ``EventFileError`` (and its subclasses ``CaptureError``,
 ``MissingFileError``) or, for events that break the contract (unsorted), ``EventStreamError``; the
 message must name the file. Anything else escaping is a bug. The default run tries a fixed,
-small set of examples per test; ``pytest -m slow`` runs thousands of random ones.
+small set of examples per test; ``pytest -m slow`` runs thousands, also a fixed set (derandomized): the
+HDF5 C library can loop forever on some corrupted files (HDFGroup/hdf5#1707, h5py#2088; a fresh random
+draw here once spun for 20 minutes in the Prophesee HDF5 case), which no Python timeout can interrupt,
+so a random draw could hang a test run instead of failing it. To explore new inputs, set the long
+budget's ``derandomize=False`` and run it under a watchdog (``timeout``).
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_t
 BUDGETS = [
     pytest.param(settings(max_examples=100, deadline=None, derandomize=True, database=None,
                           suppress_health_check=HEALTH), id="quick"),
-    pytest.param(settings(max_examples=3000, deadline=None, suppress_health_check=HEALTH), id="long",
+    pytest.param(settings(max_examples=3000, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=HEALTH), id="long",
                  marks=pytest.mark.slow),
 ]
 
