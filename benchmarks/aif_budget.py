@@ -59,8 +59,11 @@ SLICE_ROWS = ("net", "integration", "input frame")
 FOCUS_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0)  # where along the sweep a pixel is in focus
 
 
-def sweeps_with_frames(text: str, cfg, count: int, split: str) -> Iterator[tuple[Sweep, Tensor, Tensor]]:
-    """(sweep, true frames (K, C, H, W), their times (K,) µs) of a capture folder or ``sim:K1``."""
+def sweeps_with_frames(text: str, cfg, count: int, split: str,
+                       frames_from: str | None = None) -> Iterator[tuple[Sweep, Tensor, Tensor]]:
+    """(sweep, true frames (K, C, H, W), their times (K,) µs) of a capture folder or ``sim:K1``; a capture
+    without ``sweep_frames/`` may take those of the same scene in ``frames_from`` (efs_dev_dense's events were
+    made from efs_dev's frames)."""
     if text.startswith("sim:"):
         sim_cfg = OmegaConf.merge(cfg.sim, {"voltmeter": {"k1_scale_range": [float(text[4:])] * 2}})
         simulator = SweepSimulator(sim_cfg, split)
@@ -70,6 +73,8 @@ def sweeps_with_frames(text: str, cfg, count: int, split: str) -> Iterator[tuple
         return
     for name in list_captures(text):
         frames = true_frames(text, name)
+        if frames is None and frames_from is not None:
+            frames = true_frames(frames_from, name)
         if frames is None:
             raise SystemExit(f"{text}: capture {name} ships no sweep_frames/{name}/: nothing to compare against")
         yield read_capture(text, name), *frames
@@ -142,6 +147,8 @@ def main() -> None:
     parser.add_argument("--sim-sweeps", type=int, default=8, help="sweeps per sim:K1 input")
     parser.add_argument("--sim-split", choices=("test", "val"), default="val")
     parser.add_argument("--per-sweep", action="store_true", help="a row per sweep, not only the mean")
+    parser.add_argument("--frames-from", help="captures without sweep_frames/ take this folder's, scene by scene "
+                                              "(efs_dev_dense: ../shared/samples/efs_dev)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = load_stage_checkpoint(args.ckpt, ("refocus", "merge", "joint"))
@@ -153,7 +160,8 @@ def main() -> None:
     depth_tables: dict[str, list[list[tuple[float, ...]]]] = {}
     for text in args.input:
         rows, depth_rows = defaultdict(list), []
-        for sweep, frames, frame_times in sweeps_with_frames(text, checkpoint.cfg, args.sim_sweeps, args.sim_split):
+        for sweep, frames, frame_times in sweeps_with_frames(text, checkpoint.cfg, args.sim_sweeps, args.sim_split,
+                                                                  args.frames_from):
             config = pipeline_config(checkpoint.cfg, sweep)
             with torch.no_grad():
                 result = AIFPipeline(refocus, merge, config)(sweep, "cpu")

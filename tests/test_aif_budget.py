@@ -60,8 +60,11 @@ def test_captures_bring_their_grey_sweep_frames_or_are_refused(tmp_path):
     sweep, frames, times = next(sweeps_with_frames(str(shared_samples() / "efs_dev"), cfg, 1, "val"))
     assert frames.shape == (160, 1, sweep.height, sweep.width)
     assert times[0] == sweep.schedule.t_start_us and times[-1] == sweep.schedule.t_end_us
+    dense = str(shared_samples() / "efs_dev_dense")
     with pytest.raises(SystemExit, match="ships no sweep_frames"):  # the dense folder reuses efs_dev's frames
-        next(sweeps_with_frames(str(shared_samples() / "efs_dev_dense"), cfg, 1, "val"))
+        next(sweeps_with_frames(dense, cfg, 1, "val"))
+    denser, borrowed, _ = next(sweeps_with_frames(dense, cfg, 1, "val", str(shared_samples() / "efs_dev")))
+    assert denser.name == sweep.name and len(denser.events) > len(sweep.events) and torch.equal(borrowed, frames)
 
 
 def test_depth_error_is_split_by_where_the_pixels_are_in_focus():

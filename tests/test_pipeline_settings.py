@@ -91,3 +91,9 @@ def test_the_anchor_scales_with_the_image_and_bad_values_are_refused():
         load_config(None, ["pipeline.anchor_sigma_fraction=-0.05"])
     with pytest.raises(ValueError, match="anchor_sigma_px must be positive"):
         PipelineConfig(search=SearchConfig(num_bins=4), anchor_sigma_px=0.0)
+
+
+def test_recolouring_is_on_by_default_and_can_be_turned_off():
+    assert load_config(None).pipeline.recolour is True
+    assert pipeline_config(load_config(None), sweep()).recolour is True
+    assert pipeline_config(load_config(None, ["pipeline.recolour=false"]), sweep()).recolour is False

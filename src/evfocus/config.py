@@ -278,6 +278,9 @@ class PipelineSettings:
     # every refocused slice keeps the frame's local mean light (pipeline/anchor.py): the Gaussian window's σ as
     # a fraction of the image's longer side (chosen on validation sweeps from 0.025 / 0.05 / 0.1); null: off
     anchor_sigma_fraction: float | None = 0.05
+    # the all-in-focus image's colour refitted from the frame's local colour lines on its sharp luma
+    # (pipeline/recolour.py; events see brightness only); false: the merged slices' colour, the frame's
+    recolour: bool = True
     eval_sweeps: int | None = None  # AIF-evaluate the first N test sweeps only (None: all)
 
 

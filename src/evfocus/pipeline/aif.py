@@ -34,6 +34,7 @@ from evfocus.models.runtime import Runtime, autocast, check_runtime, prepared
 from evfocus.optics import FocusSchedule
 from evfocus.pipeline.anchor import anchor_to_frame
 from evfocus.pipeline.depth import depth_confidence, patch_depth_map, regularise_depth, weighted_depth_map
+from evfocus.pipeline.recolour import recolour
 from evfocus.pipeline.search import RefocusFn, SearchConfig, SearchResult, focus_search
 from evfocus.sweep import Sweep
 
@@ -66,6 +67,7 @@ class PipelineConfig:
     search_probe: SearchProbe = "net"
     contrast_estimator: ContrastMethod = DEFAULT_CONTRAST_METHOD  # self-calibration of per-sweep nets, probes
     anchor_sigma_px: float | None = None  # stack slices keep the frame's local mean light (pipeline.anchor); None: off
+    recolour: bool = False  # the AIF's chroma refitted from the frame's colour lines (pipeline.recolour), RGB only
 
     def __post_init__(self) -> None:
         if self.mode not in ("batched", "reference"):
@@ -314,6 +316,8 @@ class AIFPipeline:
                 joined = run_tiled(lambda s, e: _merge_joined(self.merge, s, e), [stack[None], slice_events[None]],
                                    cfg.tile_px, cfg.tile_overlap_px)[0]
             aif, weights = joined[:image.shape[0]].float(), joined[image.shape[0]:].float()
+        if cfg.recolour and image.shape[0] == 3:
+            aif = recolour(aif, image)
         seconds["merge"] = _lap(mark, device)
 
         patch_depth, _ = patch_depth_map(search.times_us, search.patch_boxes, schedule, *image.shape[-2:])
@@ -328,16 +332,19 @@ class AIFPipeline:
                          search_contrast=getattr(probe, "contrast", None) if probe is not refocus else None)
 
 
-def sobel_remerge(result: AIFResult, schedule: FocusSchedule) -> AIFResult:
+def sobel_remerge(result: AIFResult, schedule: FocusSchedule, recolour_from: Tensor | None = None) -> AIFResult:
     """The same search and stack merged by Sobel energy instead: the reference's ablation, without
-    paying for the search and the stack a second time (they do not depend on the merge)."""
+    paying for the search and the stack a second time (they do not depend on the merge). With
+    ``recolour_from`` (the RGB frame), its colour is refitted as the pipeline's (``pipeline.recolour``)."""
     started = time.perf_counter()
     merged = gradient_energy_merge(result.stack[None])
-    weights = merged.weights[0]
-    depth = _per_pixel_depth(weights, result.slice_times_us, schedule, result.depth_confidence, merged.image[0])
+    weights, aif = merged.weights[0], merged.image[0]
+    if recolour_from is not None and recolour_from.shape[0] == 3:
+        aif = recolour(aif, recolour_from)
+    depth = _per_pixel_depth(weights, result.slice_times_us, schedule, result.depth_confidence, aif)
     seconds = {**result.seconds, "merge": time.perf_counter() - started}
     seconds["total"] = result.seconds["total"] - result.seconds["merge"] + seconds["merge"]
-    return replace(result, aif=merged.image[0], weights=weights, depth_m=depth, seconds=seconds)
+    return replace(result, aif=aif, weights=weights, depth_m=depth, seconds=seconds)
 
 
 def _per_pixel_depth(weights: Tensor, slice_times_us: Tensor, schedule: FocusSchedule, confidence: Tensor,

@@ -68,4 +68,5 @@ def pipeline_config(cfg: DictConfig, sweep: Sweep, device: torch.device | str = 
                           tile_px=settings.tile_px or (CPU_TILE_PX if on_cpu else None), mode=mode,
                           runtime=resolve_runtime(settings.runtime, device), search_probe=settings.search.probe,
                           contrast_estimator=settings.contrast_estimator,
-                          anchor_sigma_px=anchor_sigma_px(settings.anchor_sigma_fraction, sweep.height, sweep.width))
+                          anchor_sigma_px=anchor_sigma_px(settings.anchor_sigma_fraction, sweep.height, sweep.width),
+                          recolour=settings.recolour)

@@ -116,7 +116,8 @@ class AIFEvaluator(nn.Module):
         results = {"pipeline": self._pipeline(refocus, merge, sweep, device)(sweep, device),
                    **self._references(sweep, device)}
         if self.references:  # same search and stack, Sobel merge (the refocus stage has no other merge)
-            results["gradient_merge"] = (sobel_remerge(results["pipeline"], sweep.schedule) if merge is not None
+            frame = sweep.image.to(device) if self.cfg.pipeline.recolour else None
+            results["gradient_merge"] = (sobel_remerge(results["pipeline"], sweep.schedule, frame) if merge is not None
                                          else results["pipeline"])
         self._record(sweep, results, target, device)
         self.refocus_calls.append(results["pipeline"].num_refocus_calls)
