@@ -39,18 +39,15 @@ from collections.abc import Iterator
 import kornia
 import torch
 from depth_cues import true_frames
-from omegaconf import OmegaConf
+from score_sweeps import sweeps_of
 from torch import Tensor
 
 from evfocus.checkpoints import load_nets, load_stage_checkpoint
-from evfocus.data.captures import list_captures, read_capture
-from evfocus.data.simulated import eval_sweep_seed
 from evfocus.events.integration import EventIntegrator
 from evfocus.image_scores import image_quality
 from evfocus.optics import FocusSchedule
 from evfocus.pipeline.aif import AIFPipeline, refocus_stack
 from evfocus.pipeline.settings import pipeline_config
-from evfocus.sim.simulator import SweepSimulator
 from evfocus.sweep import Sweep
 
 BUDGET_ROWS = ("pipeline", "its slices, best pixel", "true slices, its weights", "true slices, best pixel",
@@ -64,20 +61,17 @@ def sweeps_with_frames(text: str, cfg, count: int, split: str,
     """(sweep, true frames (K, C, H, W), their times (K,) µs) of a capture folder or ``sim:K1``; a capture
     without ``sweep_frames/`` may take those of the same scene in ``frames_from`` (efs_dev_dense's events were
     made from efs_dev's frames)."""
-    if text.startswith("sim:"):
-        sim_cfg = OmegaConf.merge(cfg.sim, {"voltmeter": {"k1_scale_range": [float(text[4:])] * 2}})
-        simulator = SweepSimulator(sim_cfg, split)
-        for index in range(count):
-            sweep = simulator.simulate(eval_sweep_seed(cfg.seed, split, index), frame_indices=range(sim_cfg.num_frames))
+    for sweep in sweeps_of(text, cfg, count, split, all_frames=True):
+        if sweep.frames is not None:  # simulated: rendered at every frame time
             yield sweep, sweep.frames.float(), sweep.frame_times_us.to(torch.float64)
-        return
-    for name in list_captures(text):
-        frames = true_frames(text, name)
+            continue
+        frames = true_frames(text, sweep.name)
         if frames is None and frames_from is not None:
-            frames = true_frames(frames_from, name)
+            frames = true_frames(frames_from, sweep.name)
         if frames is None:
-            raise SystemExit(f"{text}: capture {name} ships no sweep_frames/{name}/: nothing to compare against")
-        yield read_capture(text, name), *frames
+            raise SystemExit(f"{text}: capture {sweep.name} ships no sweep_frames/{sweep.name}/: nothing to compare "
+                             "against")
+        yield sweep, *frames
 
 
 def nearest(frame_times_us: Tensor, times_us: Tensor) -> Tensor:

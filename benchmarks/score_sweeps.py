@@ -46,8 +46,9 @@ from evfocus.pipeline.settings import pipeline_config
 from evfocus.sweep import Sweep
 
 
-def sweeps_of(text: str, cfg, count: int, split: str = "test") -> Iterator[Sweep]:
-    """A capture folder's sweeps, or ``count`` sweeps of a simulated sensor ``sim:K1`` from ``split``."""
+def sweeps_of(text: str, cfg, count: int, split: str = "test", all_frames: bool = False) -> Iterator[Sweep]:
+    """A capture folder's sweeps, or ``count`` sweeps of a simulated sensor ``sim:K1`` from ``split``
+    (``all_frames``: with every focal frame of the sweep rendered as ``frames``, for diagnoses)."""
     if not text.startswith("sim:"):
         for name in list_captures(text):
             yield read_capture(text, name)
@@ -58,8 +59,9 @@ def sweeps_of(text: str, cfg, count: int, split: str = "test") -> Iterator[Sweep
     k1_scale = float(text[4:])
     sim_cfg = OmegaConf.merge(cfg.sim, {"voltmeter": {"k1_scale_range": [k1_scale, k1_scale]}})
     simulator = SweepSimulator(sim_cfg, split)
+    frame_indices = range(sim_cfg.num_frames) if all_frames else ()
     for index in range(count):
-        yield simulator.simulate(eval_sweep_seed(cfg.seed, split, index))
+        yield simulator.simulate(eval_sweep_seed(cfg.seed, split, index), frame_indices)
 
 
 class ImageOnly:

@@ -316,8 +316,7 @@ class AIFPipeline:
                 joined = run_tiled(lambda s, e: _merge_joined(self.merge, s, e), [stack[None], slice_events[None]],
                                    cfg.tile_px, cfg.tile_overlap_px)[0]
             aif, weights = joined[:image.shape[0]].float(), joined[image.shape[0]:].float()
-        if cfg.recolour and image.shape[0] == 3:
-            aif = recolour(aif, image)
+        aif = _frame_colour(aif, image if cfg.recolour else None)
         seconds["merge"] = _lap(mark, device)
 
         patch_depth, _ = patch_depth_map(search.times_us, search.patch_boxes, schedule, *image.shape[-2:])
@@ -338,13 +337,17 @@ def sobel_remerge(result: AIFResult, schedule: FocusSchedule, recolour_from: Ten
     ``recolour_from`` (the RGB frame), its colour is refitted as the pipeline's (``pipeline.recolour``)."""
     started = time.perf_counter()
     merged = gradient_energy_merge(result.stack[None])
-    weights, aif = merged.weights[0], merged.image[0]
-    if recolour_from is not None and recolour_from.shape[0] == 3:
-        aif = recolour(aif, recolour_from)
+    weights, aif = merged.weights[0], _frame_colour(merged.image[0], recolour_from)
     depth = _per_pixel_depth(weights, result.slice_times_us, schedule, result.depth_confidence, aif)
     seconds = {**result.seconds, "merge": time.perf_counter() - started}
     seconds["total"] = result.seconds["total"] - result.seconds["merge"] + seconds["merge"]
     return replace(result, aif=aif, weights=weights, depth_m=depth, seconds=seconds)
+
+
+def _frame_colour(aif: Tensor, frame: Tensor | None) -> Tensor:
+    """``aif`` with its colour refitted from the RGB ``frame`` (``pipeline.recolour``); unchanged without a
+    frame, and for grey sweeps, which have no colour to refit."""
+    return recolour(aif, frame) if frame is not None and frame.shape[0] == 3 else aif
 
 
 def _per_pixel_depth(weights: Tensor, slice_times_us: Tensor, schedule: FocusSchedule, confidence: Tensor,
