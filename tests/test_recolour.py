@@ -4,9 +4,15 @@ import kornia
 import pytest
 import skimage
 import torch
+from tiny import tiny_overrides
 
+from evfocus.config import load_config
+from evfocus.events.integration import EventIntegrator
 from evfocus.image_scores import image_quality
+from evfocus.pipeline.aif import AIFPipeline
 from evfocus.pipeline.recolour import recolour
+from evfocus.pipeline.settings import pipeline_config
+from evfocus.sim.simulator import SweepSimulator
 
 
 def photograph(name: str) -> torch.Tensor:
@@ -54,14 +60,6 @@ def test_bad_inputs_are_named(aif, frame, kwargs, message):
 
 
 def test_the_pipeline_recolours_its_all_in_focus_image_and_keeps_its_brightness(tmp_path):
-    from tiny import tiny_overrides
-
-    from evfocus.config import load_config
-    from evfocus.events.integration import EventIntegrator
-    from evfocus.pipeline.aif import AIFPipeline
-    from evfocus.pipeline.settings import pipeline_config
-    from evfocus.sim.simulator import SweepSimulator
-
     cfg = load_config(None, tiny_overrides(tmp_path))
     sweep = SweepSimulator(cfg.sim, "val").simulate(1)
     on = AIFPipeline(EventIntegrator(0.1), None, pipeline_config(cfg, sweep))(sweep, "cpu")

@@ -73,4 +73,3 @@ def anchor_sigma_px(sigma_fraction: float | None, height: int, width: int) -> fl
     if not math.isfinite(sigma_fraction) or sigma_fraction <= 0:
         raise ValueError(f"anchor sigma fraction must be positive (or None for no anchoring), got {sigma_fraction}")
     return float(sigma_fraction) * max(height, width)
-
