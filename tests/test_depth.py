@@ -12,8 +12,10 @@ from evfocus.pipeline.depth import (
     depth_confidence,
     depth_errors,
     depth_scores,
+    fuse_depths,
     patch_depth_map,
     regularise_depth,
+    sharpest_slice_weights,
     weighted_depth_map,
 )
 from evfocus.pipeline.search import PatchGrid
@@ -150,6 +152,33 @@ def test_depth_confidence_is_high_only_where_one_slice_is_sharpest_and_textured(
     assert float(confidence[0, 8:24, 2:10].mean()) > 0.3  # sharp in one slice, textured
     assert float(confidence[0, :, 27:].max()) < 0.05  # flat (beyond the 3 sigma the sharpness is pooled over)
     assert float(depth_confidence(stack[:1]).max()) == 0.0  # one slice: nothing to compare
+
+
+def test_sharpest_slice_weights_find_each_pixels_focus_where_the_merge_blends():
+    """Left half sharp in the last slice, right half in the first: the merge's even blend says mid-sweep
+    everywhere; the sharpest-slice weights place each half at its own slice, and a flat region at the mean."""
+    torch.manual_seed(0)
+    texture = torch.rand(1, 48, 48)
+    blurred = torch.nn.functional.avg_pool2d(texture[None], 9, 1, 4)[0]
+    stack = blurred.expand(3, 3, 48, 48).clone()
+    stack[2, :, :, :24] = texture[:, :, :24]
+    stack[0, :, :, 24:] = texture[:, :, 24:]
+    times = torch.tensor([0.0, 875.0, 1750.0])  # 2, 1.125 and 0.25 D
+    weights = sharpest_slice_weights(stack)
+    assert weights.shape == (3, 48, 48) and float(weights.max()) <= 1.0
+    focus = weighted_depth_map(weights, times, SCHEDULE)
+    assert float(focus[0, 12:36, 4:12].min()) > 3.5 and float(focus[0, 12:36, 36:44].max()) < 0.55
+    blend = weighted_depth_map(torch.full((3, 48, 48), 1 / 3), times, SCHEDULE)
+    assert float(blend[0, 24, 8]) == pytest.approx(1 / 1.125)
+    flat = sharpest_slice_weights(torch.full((3, 3, 16, 16), 0.5))  # no texture: no slice preferred
+    assert torch.equal(flat, torch.full_like(flat, float(flat[0, 0, 0])))
+
+
+def test_fuse_depths_trusts_focus_by_confidence_in_diopters():
+    merge, focus = torch.full((1, 1, 3), 1.0), torch.full((1, 1, 3), 0.5)  # 1 D and 2 D
+    confidence = torch.tensor([[[0.0, 0.25, 0.9]]])
+    fused = fuse_depths(merge, focus, confidence)  # focus shares 0, 0.5 and 1 (trust 2)
+    torch.testing.assert_close(fused, torch.tensor([[[1.0, 1 / 1.5, 0.5]]]))
 
 
 def test_regularised_depth_spreads_confident_depth_within_a_surface_not_across_edges():

@@ -33,7 +33,14 @@ from evfocus.models.merge import MergeOutput, gradient_energy_merge
 from evfocus.models.runtime import Runtime, autocast, check_runtime, prepared
 from evfocus.optics import FocusSchedule
 from evfocus.pipeline.anchor import anchor_to_frame
-from evfocus.pipeline.depth import depth_confidence, patch_depth_map, regularise_depth, weighted_depth_map
+from evfocus.pipeline.depth import (
+    depth_confidence,
+    fuse_depths,
+    patch_depth_map,
+    regularise_depth,
+    sharpest_slice_weights,
+    weighted_depth_map,
+)
 from evfocus.pipeline.recolour import recolour
 from evfocus.pipeline.search import RefocusFn, SearchConfig, SearchResult, focus_search
 from evfocus.sweep import Sweep
@@ -321,7 +328,7 @@ class AIFPipeline:
 
         patch_depth, _ = patch_depth_map(search.times_us, search.patch_boxes, schedule, *image.shape[-2:])
         confidence = depth_confidence(stack)
-        depth = _per_pixel_depth(weights, slice_times, schedule, confidence, aif)
+        depth = _per_pixel_depth(weights, stack, slice_times, schedule, confidence, aif)
         seconds["total"] = _lap(started, device)
         return AIFResult(aif=aif, depth_m=depth, depth_confidence=confidence, patch_depth_m=patch_depth,
                          slice_times_us=slice_times, weights=weights, stack=stack, search=search,
@@ -338,7 +345,7 @@ def sobel_remerge(result: AIFResult, schedule: FocusSchedule, recolour_from: Ten
     started = time.perf_counter()
     merged = gradient_energy_merge(result.stack[None])
     weights, aif = merged.weights[0], _frame_colour(merged.image[0], recolour_from)
-    depth = _per_pixel_depth(weights, result.slice_times_us, schedule, result.depth_confidence, aif)
+    depth = _per_pixel_depth(weights, result.stack, result.slice_times_us, schedule, result.depth_confidence, aif)
     seconds = {**result.seconds, "merge": time.perf_counter() - started}
     seconds["total"] = result.seconds["total"] - result.seconds["merge"] + seconds["merge"]
     return replace(result, aif=aif, weights=weights, depth_m=depth, seconds=seconds)
@@ -350,11 +357,13 @@ def _frame_colour(aif: Tensor, frame: Tensor | None) -> Tensor:
     return recolour(aif, frame) if frame is not None and frame.shape[0] == 3 else aif
 
 
-def _per_pixel_depth(weights: Tensor, slice_times_us: Tensor, schedule: FocusSchedule, confidence: Tensor,
-                     aif: Tensor) -> Tensor:
-    """(1, H, W) metres: the merge weights' diopter average, smoothed by confidence along the AIF's edges."""
-    depth = weighted_depth_map(weights, slice_times_us, schedule).reshape(1, *weights.shape[-2:])
-    return regularise_depth(depth, confidence, aif)
+def _per_pixel_depth(weights: Tensor, stack: Tensor, slice_times_us: Tensor, schedule: FocusSchedule,
+                     confidence: Tensor, aif: Tensor) -> Tensor:
+    """(1, H, W) metres: the sharpest slice's depth where focus is decisive, else the merge weights' diopter
+    average; then smoothed by confidence along the AIF's edges."""
+    merge_depth = weighted_depth_map(weights, slice_times_us, schedule).reshape(1, *weights.shape[-2:])
+    focus_depth = weighted_depth_map(sharpest_slice_weights(stack), slice_times_us, schedule)
+    return regularise_depth(fuse_depths(merge_depth, focus_depth, confidence), confidence, aif)
 
 
 def _merge_joined(merge: MergeFn, stack: Tensor, events: Tensor) -> Tensor:
