@@ -10,13 +10,15 @@ named ``.raw``). An explicit ``format`` skips detection.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 
 import h5py
+import torch
 
 from evfocus.events.checks import EventFileError, require_file
+from evfocus.events.deadline import call_with_deadline
 from evfocus.events.formats.aedat import AEDAT4_SIGNATURE, read_events_aedat4
 from evfocus.events.formats.dsec import read_events_dsec
 from evfocus.events.formats.prophesee import (
@@ -81,6 +83,12 @@ def _known_formats() -> str:
 
 
 def _hdf5_layout(path: Path) -> str:
+    """The layout's format name, read in a child process with a deadline (``events.deadline``: libhdf5 can loop
+    forever on damaged metadata)."""
+    return call_with_deadline(partial(_hdf5_layout_here, path), path)
+
+
+def _hdf5_layout_here(path: Path) -> str:
     with open_h5(path) as file:
         if isinstance(file.get("CD/events"), h5py.Dataset):
             return "prophesee_h5"
@@ -112,7 +120,7 @@ def _is_text(head: bytes) -> bool:
     return False
 
 
-def _by_content(path: Path) -> str | None:
+def _by_content(path: Path, hdf5_layout: Callable[[Path], str]) -> str | None:
     with path.open("rb") as file:
         head = file.read(HEAD_BYTES)
     if head.startswith(b"\x93NUMPY"):
@@ -120,7 +128,7 @@ def _by_content(path: Path) -> str | None:
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "npz"
     if head.startswith(HDF5_SIGNATURE):
-        return _hdf5_layout(path)
+        return hdf5_layout(path)
     if head.startswith(AEDAT4_SIGNATURE):
         return "aedat4"
     if head.startswith(b"#!AER-DAT"):
@@ -137,9 +145,12 @@ def _by_content(path: Path) -> str | None:
 def detect_format(path: str | Path) -> str:
     """The format's name (a key of ``FORMATS``): by content, else by suffix; an error listing the known formats
     when neither tells."""
-    path = Path(path)
+    return _detect(Path(path), _hdf5_layout)
+
+
+def _detect(path: Path, hdf5_layout: Callable[[Path], str]) -> str:
     require_file(path)
-    name = _by_content(path) or BY_SUFFIX.get(path.suffix.lower())
+    name = _by_content(path, hdf5_layout) or BY_SUFFIX.get(path.suffix.lower())
     if name is None:
         raise EventFileError(f"{path}: not a known event file format by content or suffix; known: "
                              f"{_known_formats()}")
@@ -154,6 +165,7 @@ def read_events(
     height: int | None = None,
     flip_polarity: bool = False,
     time_unit: str | None = None,
+    read_deadline_s: float | None = None,
 ) -> EventStream:
     """Any known event file → EventStream (``t_us`` int64 sorted µs, ``x``/``y`` int32, ``p`` int8 +1 = ON).
 
@@ -164,12 +176,25 @@ def read_events(
     (default False: each reader's documented convention, 1/True = brightness increase → +1, stands).
     ``time_unit`` (``s``, ``ms``, ``us``, ``ns``) only for formats that leave it open (npz, txt, e2vid_h5;
     default: float timestamps are seconds, integer ones µs); the others are µs by definition.
-    Raises ``EventFileError`` (``MissingFileError`` for a missing file) naming the file and the problem,
-    ``EventStreamError`` for events out of time order.
+    HDF5 files are read in a child process stopped after ``read_deadline_s`` (None: 30 s + 1 s per MB,
+    ``events.deadline``; ``float("inf")``: in this process, no deadline), because libhdf5 can loop forever on
+    some damaged files. Raises ``EventFileError`` (``MissingFileError`` for a missing file) naming the file and
+    the problem, ``EventStreamError`` for events out of time order.
     """
     path = Path(path)
     require_file(path)
-    name = detect_format(path) if format is None else format.lower()
+    read = partial(_read_here, path, format, width, height, flip_polarity, time_unit)
+    if not _is_hdf5(path):
+        return read()
+    columns = call_with_deadline(partial(_as_columns, read), path, read_deadline_s)
+    return EventStream(**{name: torch.from_numpy(value) if name in TENSOR_FIELDS else value
+                          for name, value in columns.items()})
+
+
+def _read_here(path: Path, format: str | None, width: int | None, height: int | None, flip_polarity: bool,
+               time_unit: str | None) -> EventStream:
+    """``read_events`` in this process (for an HDF5 file: the child's side)."""
+    name = _detect(path, _hdf5_layout_here) if format is None else format.lower()
     spec = FORMATS.get(name)
     if spec is None:
         raise EventFileError(f"{path}: unknown format {format!r}; known: {_known_formats()}")
@@ -180,3 +205,18 @@ def read_events(
         raise EventFileError(f"{path}: {name} files do not store the sensor size; pass width and height")
     options = {"time_unit": time_unit} if spec.open_time_unit else {}
     return spec.read(path, width=width, height=height, flip_polarity=flip_polarity, **options)
+
+
+TENSOR_FIELDS = ("t_us", "x", "y", "p")
+
+
+def _is_hdf5(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+
+
+def _as_columns(read: Callable[[], EventStream]) -> dict[str, object]:
+    """The stream ``read`` returns as numpy arrays and plain values: what a child process passes back."""
+    stream = read()
+    return {field.name: getattr(stream, field.name).numpy() if field.name in TENSOR_FIELDS
+            else getattr(stream, field.name) for field in fields(stream)}
