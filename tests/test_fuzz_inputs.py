@@ -9,8 +9,8 @@ A reader may refuse a file with ``EventFileError`` (and its subclasses ``Capture
 message must name the file. Anything else escaping is a bug. The default run tries a fixed,
 small set of examples per test; ``pytest -m slow`` runs thousands, also a fixed set (derandomized): the
 HDF5 C library can loop forever on some corrupted files (HDFGroup/hdf5#1707, h5py#2088; a fresh random
-draw here once spun for 20 minutes in the Prophesee HDF5 case, before ``read_events`` read HDF5 files in
-a child process with a deadline, ``events.deadline``; such a file now fails with an ``EventFileError``
+draw here once spun for 20 minutes in the Prophesee HDF5 case, before ``read_events`` tried HDF5 files in
+a child process with a deadline first, ``events.deadline``; such a file now fails with an ``EventFileError``
 after 30 s). ``read_events_h5`` called directly (the E2VID case) has no deadline. To explore new inputs,
 set the long budget's ``derandomize=False`` and run it under a watchdog (``timeout``).
 """

@@ -1,4 +1,4 @@
-"""HDF5 event files are read in a child process with a deadline: a stuck reader becomes a named error.
+"""HDF5 event files are first read in a child process with a deadline: a stuck reader becomes a named error.
 
 libhdf5 can loop forever on some damaged files (HDFGroup/hdf5#1707); those files cannot be made on demand, so
 a reader that never returns stands in for it (the child is forked, so it runs the patched reader).
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from evfocus.events.checks import EventFileError
-from evfocus.events.deadline import call_with_deadline
+from evfocus.events.deadline import require_read_finishes
 from evfocus.events.formats import FORMATS, read_events
 from evfocus.events.io import write_events_h5
 from evfocus.events.stream import EventStream, EventStreamError
@@ -45,7 +45,7 @@ def _dies(*args, **kwargs) -> EventStream:
     os._exit(3)
 
 
-def test_an_hdf5_file_read_in_a_child_equals_the_same_read_here(h5_file: Path) -> None:
+def test_an_hdf5_file_read_after_its_trial_equals_the_read_without(h5_file: Path) -> None:
     child = read_events(h5_file)
     here = read_events(h5_file, read_deadline_s=float("inf"))
     for name in ("t_us", "x", "y", "p"):
@@ -62,7 +62,7 @@ def test_a_stuck_reader_is_stopped_at_its_deadline_and_the_file_named(h5_file: P
     assert time.perf_counter() - started < 15
 
 
-def test_errors_raised_while_reading_arrive_with_their_type_and_message(h5_file: Path, monkeypatch) -> None:
+def test_errors_raised_while_reading_reach_the_caller_with_their_type_and_message(h5_file: Path, monkeypatch) -> None:
     monkeypatch.setitem(FORMATS, "e2vid_h5", replace(FORMATS["e2vid_h5"], read=_unsorted))
     with pytest.raises(EventStreamError, match=r"events\.h5"):
         read_events(h5_file, "e2vid_h5")
@@ -78,14 +78,7 @@ def test_a_reader_that_dies_is_named(h5_file: Path, monkeypatch) -> None:
         read_events(h5_file, "e2vid_h5")
 
 
-def test_an_error_that_does_not_pickle_still_names_the_file(tmp_path: Path) -> None:
-    class Local(Exception):  # a local class cannot be pickled back to the parent
-        pass
-
-    def fails() -> None:
-        raise Local("broken chunk")
-
-    with pytest.raises(EventFileError, match=r"x\.h5: Local: broken chunk"):
-        call_with_deadline(fails, tmp_path / "x.h5", 10.0)
+def test_the_trial_needs_a_positive_deadline_and_skips_an_infinite_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="deadline_s"):
-        call_with_deadline(fails, tmp_path / "x.h5", 0.0)
+        require_read_finishes(_stuck, tmp_path / "x.h5", 0.0)
+    require_read_finishes(_stuck, tmp_path / "x.h5", float("inf"))  # no child: returns at once

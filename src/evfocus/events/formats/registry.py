@@ -10,15 +10,14 @@ named ``.raw``). An explicit ``format`` skips detection.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import h5py
-import torch
 
 from evfocus.events.checks import EventFileError, require_file
-from evfocus.events.deadline import call_with_deadline
+from evfocus.events.deadline import require_read_finishes
 from evfocus.events.formats.aedat import AEDAT4_SIGNATURE, read_events_aedat4
 from evfocus.events.formats.dsec import read_events_dsec
 from evfocus.events.formats.prophesee import (
@@ -83,9 +82,10 @@ def _known_formats() -> str:
 
 
 def _hdf5_layout(path: Path) -> str:
-    """The layout's format name, read in a child process with a deadline (``events.deadline``: libhdf5 can loop
-    forever on damaged metadata)."""
-    return call_with_deadline(partial(_hdf5_layout_here, path), path)
+    """The layout's format name, once a trial read in a child process finished in time (``events.deadline``:
+    libhdf5 can loop forever on damaged metadata)."""
+    require_read_finishes(partial(_hdf5_layout_here, path), path)
+    return _hdf5_layout_here(path)
 
 
 def _hdf5_layout_here(path: Path) -> str:
@@ -176,24 +176,22 @@ def read_events(
     (default False: each reader's documented convention, 1/True = brightness increase → +1, stands).
     ``time_unit`` (``s``, ``ms``, ``us``, ``ns``) only for formats that leave it open (npz, txt, e2vid_h5;
     default: float timestamps are seconds, integer ones µs); the others are µs by definition.
-    HDF5 files are read in a child process stopped after ``read_deadline_s`` (None: 30 s + 1 s per MB,
-    ``events.deadline``; ``float("inf")``: in this process, no deadline), because libhdf5 can loop forever on
-    some damaged files. Raises ``EventFileError`` (``MissingFileError`` for a missing file) naming the file and
-    the problem, ``EventStreamError`` for events out of time order.
+    HDF5 files are first read in a child process stopped after ``read_deadline_s`` (None: 30 s + 1 s per MB,
+    ``events.deadline``; ``float("inf")``: no trial), because libhdf5 can loop forever on some damaged files.
+    Raises ``EventFileError`` (``MissingFileError`` for a missing file) naming the file and the problem,
+    ``EventStreamError`` for events out of time order.
     """
     path = Path(path)
     require_file(path)
     read = partial(_read_here, path, format, width, height, flip_polarity, time_unit)
-    if not _is_hdf5(path):
-        return read()
-    columns = call_with_deadline(partial(_as_columns, read), path, read_deadline_s)
-    return EventStream(**{name: torch.from_numpy(value) if name in TENSOR_FIELDS else value
-                          for name, value in columns.items()})
+    if _is_hdf5(path):
+        require_read_finishes(read, path, read_deadline_s)
+    return read()
 
 
 def _read_here(path: Path, format: str | None, width: int | None, height: int | None, flip_polarity: bool,
                time_unit: str | None) -> EventStream:
-    """``read_events`` in this process (for an HDF5 file: the child's side)."""
+    """``read_events`` without the HDF5 trial (which runs this very function in its child)."""
     name = _detect(path, _hdf5_layout_here) if format is None else format.lower()
     spec = FORMATS.get(name)
     if spec is None:
@@ -207,16 +205,6 @@ def _read_here(path: Path, format: str | None, width: int | None, height: int | 
     return spec.read(path, width=width, height=height, flip_polarity=flip_polarity, **options)
 
 
-TENSOR_FIELDS = ("t_us", "x", "y", "p")
-
-
 def _is_hdf5(path: Path) -> bool:
     with path.open("rb") as file:
         return file.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
-
-
-def _as_columns(read: Callable[[], EventStream]) -> dict[str, object]:
-    """The stream ``read`` returns as numpy arrays and plain values: what a child process passes back."""
-    stream = read()
-    return {field.name: getattr(stream, field.name).numpy() if field.name in TENSOR_FIELDS
-            else getattr(stream, field.name) for field in fields(stream)}
