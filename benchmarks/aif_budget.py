@@ -47,6 +47,7 @@ from evfocus.events.integration import EventIntegrator
 from evfocus.image_scores import image_quality
 from evfocus.optics import FocusSchedule
 from evfocus.pipeline.aif import AIFPipeline, refocus_stack
+from evfocus.pipeline.depth import normalised_diopter
 from evfocus.pipeline.settings import pipeline_config
 from evfocus.sweep import Sweep
 
@@ -113,7 +114,7 @@ def slice_quality(stacks: dict[str, Tensor], slice_frames: Tensor) -> dict[str, 
 
 def sweep_place(depth_m: Tensor, schedule: FocusSchedule) -> Tensor:
     """Where along the sweep each depth is in focus: 0 at the near end, 1 at the far end (diopters)."""
-    return (schedule.near_diopter - 1.0 / depth_m.double()) / (schedule.near_diopter - schedule.far_diopter)
+    return 1.0 - normalised_diopter(depth_m, schedule)
 
 
 def depth_by_place(depth_m: Tensor, true_depth_m: Tensor, schedule: FocusSchedule) -> list[tuple[float, ...]]:
