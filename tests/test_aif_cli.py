@@ -124,7 +124,7 @@ def test_capture_folder_and_sim_with_merge_run(runs, tmp_path):
     assert report["pipeline"]["search_probe"] == "net" and report["search_contrast"] is None
     assert report["pipeline"]["contrast_estimator"] == "blur_fit"
     assert report["pipeline"]["anchor_sigma_px"] == pytest.approx(0.05 * max(HEIGHT, WIDTH))
-    assert report["pipeline"]["recolour"] is True
+    assert report["pipeline"]["recolour"] is True and report["pipeline"]["focus_sharpness"] == 32
     metrics = report["metrics"]
     for label in ("aif", "input"):
         assert set(metrics[label]) == {"psnr", "ssim"} and np.isfinite(metrics[label]["psnr"])
@@ -142,7 +142,7 @@ def test_refocus_checkpoint_file_on_a_resized_tiled_sim(runs, tmp_path, capsys):
     assert aif.main(["--ckpt", str(runs["refocus"]), "--input", "sim:2", "--out", str(out), "--frames", "4",
                      "--sim-size", "40x72", "--tile", "40", "--grid", "2", "--max-slices", "3",
                      "--search-probe", "integration", "--contrast-estimator", "kink", "--anchor-sigma", "0",
-                     "--no-recolour", "--device", "cpu"]) == 0
+                     "--no-recolour", "--focus-sharpness", "0", "--device", "cpu"]) == 0
     report = check_outputs(out / "sim-test-2", 40, 72, frames=4)
     assert report["checkpoint"]["stage"] == "refocus" and report["checkpoint"]["merge"] == "sobel_energy"
     assert "no merge net" in report["checkpoint"]["note"] and "merge sobel_energy" in capsys.readouterr().err
@@ -150,7 +150,7 @@ def test_refocus_checkpoint_file_on_a_resized_tiled_sim(runs, tmp_path, capsys):
     assert len(report["slice_times_us"]) <= 3
     assert report["pipeline"]["search_probe"] == "integration" and report["search_contrast"] > 0
     assert report["pipeline"]["contrast_estimator"] == "kink" and report["pipeline"]["anchor_sigma_px"] is None
-    assert report["pipeline"]["recolour"] is False
+    assert report["pipeline"]["recolour"] is False and report["pipeline"]["focus_sharpness"] == 0
 
 
 def test_bad_inputs_name_the_problem(runs, tmp_path, capsys):
@@ -183,6 +183,7 @@ def test_bad_inputs_name_the_problem(runs, tmp_path, capsys):
         ([*merge, *inputs, "--frames", "-1"], "--frames must be in 0.."),
         ([*merge, *inputs, "--tile", "20"], "--tile must exceed"),
         ([*merge, *inputs, "--anchor-sigma", "-0.1"], "--anchor-sigma must be a fraction >= 0"),
+        ([*merge, *inputs, "--focus-sharpness", "-1"], "--focus-sharpness must be >= 0"),
         ([*merge, *inputs, "--out", str(tmp_path / "notes.txt")], "exists and is not a folder"),
         ([*merge, "--input", str(captures / "blurry" / "scene.png"), "--grid", "50"], "50x50 search grid does not fit"),
         ([*merge, *inputs, "sim:1", "sim:1"], "both named 'sim-test-1'"),

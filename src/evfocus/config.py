@@ -281,6 +281,9 @@ class PipelineSettings:
     # the all-in-focus image's colour refitted from the frame's local colour lines on its sharp luma
     # (pipeline/recolour.py; events see brightness only); false: the merged slices' colour, the frame's
     recolour: bool = True
+    # the image's weights are the merge's × each slice's focus energy ** this, renormalised (pipeline/sharpen.py):
+    # the sharpest slice where focus is decisive, the merge's blend where slices tie; 0: the merge's weights
+    focus_sharpness: float = 32.0
     eval_sweeps: int | None = None  # AIF-evaluate the first N test sweeps only (None: all)
 
 
@@ -495,6 +498,8 @@ def validate(cfg: DictConfig) -> None:
         check_scene_settings(cfg.sim.scene, "sim.scene")
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    if not cfg.pipeline.focus_sharpness >= 0:
+        raise ConfigError(f"pipeline.focus_sharpness: must be >= 0 (0: off), got {cfg.pipeline.focus_sharpness}")
     for key in ("pipeline.search.tolerance_events", "pipeline.search.max_crops_per_call", "pipeline.slices_per_batch",
                 "pipeline.tile_px", "pipeline.anchor_sigma_fraction"):
         value = OmegaConf.select(cfg, key)

@@ -10,7 +10,8 @@ stage, ``src/aif.py`` and the benchmarks run the very same code:
 2. ``refocus_stack`` refocuses the whole frame at every slice time (batched, tiled when large) and
    keeps each slice's local mean light at the frame's (``pipeline.anchor``).
 3. ``merge_events`` cuts the events of a window around each slice time for the merge net.
-4. A merge (EvMergeNet, or the Sobel-energy reference) weights the slices per pixel.
+4. A merge (EvMergeNet, or the Sobel-energy reference) weights the slices per pixel; the depth reads
+   those weights, the image the same weights sharpened by each slice's focus (``pipeline.sharpen``).
 
 ``mode="reference"`` keeps the reference's costs for benchmarking: sequential search probing both
 interior points, one slice per patch (no clustering) and one full-image refocus call per slice.
@@ -43,6 +44,7 @@ from evfocus.pipeline.depth import (
 )
 from evfocus.pipeline.recolour import recolour
 from evfocus.pipeline.search import RefocusFn, SearchConfig, SearchResult, focus_search
+from evfocus.pipeline.sharpen import merged_image, sharpen_by_focus
 from evfocus.sweep import Sweep
 
 MergeFn = Callable[[Tensor, Tensor], MergeOutput]  # (stack (N,S,C,H,W), events (N,S,B,H,W)) → output
@@ -75,6 +77,7 @@ class PipelineConfig:
     contrast_estimator: ContrastMethod = DEFAULT_CONTRAST_METHOD  # self-calibration of per-sweep nets, probes
     anchor_sigma_px: float | None = None  # stack slices keep the frame's local mean light (pipeline.anchor); None: off
     recolour: bool = False  # the AIF's chroma refitted from the frame's colour lines (pipeline.recolour), RGB only
+    focus_sharpness: float = 0.0  # the image's weights: the merge's × focus energy ** this (pipeline.sharpen); 0: off
 
     def __post_init__(self) -> None:
         if self.mode not in ("batched", "reference"):
@@ -90,6 +93,8 @@ class PipelineConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.merge_window_fraction <= 0.5:
             raise ValueError(f"merge_window_fraction must be in (0, 0.5], got {self.merge_window_fraction}")
+        if not self.focus_sharpness >= 0:
+            raise ValueError(f"focus_sharpness must be >= 0 (0: off), got {self.focus_sharpness}")
         if self.anchor_sigma_px is not None and not self.anchor_sigma_px > 0:
             raise ValueError(f"anchor_sigma_px must be positive (or None), got {self.anchor_sigma_px}")
         if self.tile_px is not None and self.tile_px <= 2 * self.tile_overlap_px:
@@ -316,14 +321,12 @@ class AIFPipeline:
         window_us = cfg.merge_window_fraction * schedule.duration_us
         slice_events = merge_events(focal_stack, slice_times, window_us, cfg.merge_bins)
         if self.merge is None:
-            merged = gradient_energy_merge(stack[None])
-            aif, weights = merged.image[0], merged.weights[0]
+            weights = gradient_energy_merge(stack[None]).weights[0]
         else:
             with autocast(cfg.runtime, device, "merge"):
-                joined = run_tiled(lambda s, e: _merge_joined(self.merge, s, e), [stack[None], slice_events[None]],
-                                   cfg.tile_px, cfg.tile_overlap_px)[0]
-            aif, weights = joined[:image.shape[0]].float(), joined[image.shape[0]:].float()
-        aif = _frame_colour(aif, image if cfg.recolour else None)
+                weights = run_tiled(lambda s, e: _merge_weights(self.merge, s, e), [stack[None], slice_events[None]],
+                                    cfg.tile_px, cfg.tile_overlap_px)[0].float()
+        aif = _image(stack, weights, cfg.focus_sharpness, image if cfg.recolour else None)
         seconds["merge"] = _lap(mark, device)
 
         patch_depth, _ = patch_depth_map(search.times_us, search.patch_boxes, schedule, *image.shape[-2:])
@@ -338,22 +341,25 @@ class AIFPipeline:
                          search_contrast=getattr(probe, "contrast", None) if probe is not refocus else None)
 
 
-def sobel_remerge(result: AIFResult, schedule: FocusSchedule, recolour_from: Tensor | None = None) -> AIFResult:
+def sobel_remerge(result: AIFResult, schedule: FocusSchedule, recolour_from: Tensor | None = None,
+                  focus_sharpness: float = 0.0) -> AIFResult:
     """The same search and stack merged by Sobel energy instead: the reference's ablation, without
     paying for the search and the stack a second time (they do not depend on the merge). With
-    ``recolour_from`` (the RGB frame), its colour is refitted as the pipeline's (``pipeline.recolour``)."""
+    ``recolour_from`` (the RGB frame), its colour is refitted as the pipeline's (``pipeline.recolour``);
+    ``focus_sharpness`` sharpens its weights for the image as the pipeline's (``pipeline.sharpen``)."""
     started = time.perf_counter()
-    merged = gradient_energy_merge(result.stack[None])
-    weights, aif = merged.weights[0], _frame_colour(merged.image[0], recolour_from)
+    weights = gradient_energy_merge(result.stack[None]).weights[0]
+    aif = _image(result.stack, weights, focus_sharpness, recolour_from)
     depth = _per_pixel_depth(weights, result.stack, result.slice_times_us, schedule, result.depth_confidence, aif)
     seconds = {**result.seconds, "merge": time.perf_counter() - started}
     seconds["total"] = result.seconds["total"] - result.seconds["merge"] + seconds["merge"]
     return replace(result, aif=aif, weights=weights, depth_m=depth, seconds=seconds)
 
 
-def _frame_colour(aif: Tensor, frame: Tensor | None) -> Tensor:
-    """``aif`` with its colour refitted from the RGB ``frame`` (``pipeline.recolour``); unchanged without a
-    frame, and for grey sweeps, which have no colour to refit."""
+def _image(stack: Tensor, weights: Tensor, focus_sharpness: float, frame: Tensor | None) -> Tensor:
+    """The all-in-focus image: the ``stack`` merged with ``weights`` sharpened by focus (``pipeline.sharpen``),
+    its colour refitted from the RGB ``frame`` (``pipeline.recolour``); grey sweeps have no colour to refit."""
+    aif = merged_image(stack, sharpen_by_focus(weights, stack, focus_sharpness))
     return recolour(aif, frame) if frame is not None and frame.shape[0] == 3 else aif
 
 
@@ -366,10 +372,9 @@ def _per_pixel_depth(weights: Tensor, stack: Tensor, slice_times_us: Tensor, sch
     return regularise_depth(fuse_depths(merge_depth, focus_depth, confidence), confidence, aif)
 
 
-def _merge_joined(merge: MergeFn, stack: Tensor, events: Tensor) -> Tensor:
-    """Merge output as one tensor (N, C+S, H, W), so ``run_tiled`` can stitch image and weights."""
-    output = merge(stack, events)
-    return torch.cat([output.image, output.weights], dim=1)
+def _merge_weights(merge: MergeFn, stack: Tensor, events: Tensor) -> Tensor:
+    """The merge's weights (N, S, H, W): the image is made from them after sharpening (``_image``)."""
+    return merge(stack, events).weights
 
 
 def _lap(mark: float, device: torch.device) -> float:

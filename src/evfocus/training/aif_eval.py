@@ -117,7 +117,8 @@ class AIFEvaluator(nn.Module):
                    **self._references(sweep, device)}
         if self.references:  # same search and stack, Sobel merge (the refocus stage has no other merge)
             frame = sweep.image.to(device) if self.cfg.pipeline.recolour else None
-            results["gradient_merge"] = (sobel_remerge(results["pipeline"], sweep.schedule, frame) if merge is not None
+            results["gradient_merge"] = (sobel_remerge(results["pipeline"], sweep.schedule, frame,
+                                                       self.cfg.pipeline.focus_sharpness) if merge is not None
                                          else results["pipeline"])
         self._record(sweep, results, target, device)
         self.refocus_calls.append(results["pipeline"].num_refocus_calls)
