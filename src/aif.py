@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-recolour", dest="recolour", action="store_false", default=None,
                         help="keep the merged slices' colour (the frame's, scaled by the refocusing) instead of "
                              "refitting the all-in-focus image's chroma from the frame's local colour lines on its "
-                             "sharp brightness (pipeline.recolour, on by default: efs_dev +6.12 against +5.76 dB; "
+                             "sharp brightness (pipeline.recolour, on by default: efs_dev +6.26 against +5.86 dB; "
                              "docs/results.md)")
     parser.add_argument("--focus-sharpness", type=float, default=None, metavar="K",
                         help="the image merges the slices with the merge's weights times each slice's local focus "
