@@ -15,9 +15,9 @@ from evfocus.pipeline.depth import (
     fuse_depths,
     patch_depth_map,
     regularise_depth,
-    sharpest_slice_weights,
     weighted_depth_map,
 )
+from evfocus.pipeline.focus import sharpest_slice_weights
 from evfocus.pipeline.search import PatchGrid
 
 # Focus 0.5 m (2 D) at t=0 → 4 m (0.25 D) at t=1750 µs: 1 D per 1000 µs, so D(t) = 2 - t/1000.

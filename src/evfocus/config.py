@@ -281,7 +281,7 @@ class PipelineSettings:
     # the all-in-focus image's colour refitted from the frame's local colour lines on its sharp luma
     # (pipeline/recolour.py; events see brightness only); false: the merged slices' colour, the frame's
     recolour: bool = True
-    # the image's weights are the merge's × each slice's focus energy ** this, renormalised (pipeline/sharpen.py):
+    # the image's weights are the merge's × each slice's focus energy ** this, renormalised (pipeline/focus.py):
     # the sharpest slice where focus is decisive, the merge's blend where slices tie; 0: the merge's weights
     focus_sharpness: float = 32.0
     eval_sweeps: int | None = None  # AIF-evaluate the first N test sweeps only (None: all)

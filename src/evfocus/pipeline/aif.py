@@ -11,7 +11,7 @@ stage, ``src/aif.py`` and the benchmarks run the very same code:
    keeps each slice's local mean light at the frame's (``pipeline.anchor``).
 3. ``merge_events`` cuts the events of a window around each slice time for the merge net.
 4. A merge (EvMergeNet, or the Sobel-energy reference) weights the slices per pixel; the depth reads
-   those weights, the image the same weights sharpened by each slice's focus (``pipeline.sharpen``).
+   those weights, the image the same weights sharpened by each slice's focus (``pipeline.focus``).
 
 ``mode="reference"`` keeps the reference's costs for benchmarking: sequential search probing both
 interior points, one slice per patch (no clustering) and one full-image refocus call per slice.
@@ -34,17 +34,10 @@ from evfocus.models.merge import MergeOutput, gradient_energy_merge
 from evfocus.models.runtime import Runtime, autocast, check_runtime, prepared
 from evfocus.optics import FocusSchedule
 from evfocus.pipeline.anchor import anchor_to_frame
-from evfocus.pipeline.depth import (
-    depth_confidence,
-    fuse_depths,
-    patch_depth_map,
-    regularise_depth,
-    sharpest_slice_weights,
-    weighted_depth_map,
-)
+from evfocus.pipeline.depth import depth_confidence, fuse_depths, patch_depth_map, regularise_depth, weighted_depth_map
+from evfocus.pipeline.focus import merged_image, sharpen_by_focus, sharpest_slice_weights
 from evfocus.pipeline.recolour import recolour
 from evfocus.pipeline.search import RefocusFn, SearchConfig, SearchResult, focus_search
-from evfocus.pipeline.sharpen import merged_image, sharpen_by_focus
 from evfocus.sweep import Sweep
 
 MergeFn = Callable[[Tensor, Tensor], MergeOutput]  # (stack (N,S,C,H,W), events (N,S,B,H,W)) → output
@@ -77,7 +70,7 @@ class PipelineConfig:
     contrast_estimator: ContrastMethod = DEFAULT_CONTRAST_METHOD  # self-calibration of per-sweep nets, probes
     anchor_sigma_px: float | None = None  # stack slices keep the frame's local mean light (pipeline.anchor); None: off
     recolour: bool = False  # the AIF's chroma refitted from the frame's colour lines (pipeline.recolour), RGB only
-    focus_sharpness: float = 0.0  # the image's weights: the merge's × focus energy ** this (pipeline.sharpen); 0: off
+    focus_sharpness: float = 0.0  # the image's weights: the merge's × focus energy ** this (pipeline.focus); 0: off
 
     def __post_init__(self) -> None:
         if self.mode not in ("batched", "reference"):
@@ -346,7 +339,7 @@ def sobel_remerge(result: AIFResult, schedule: FocusSchedule, recolour_from: Ten
     """The same search and stack merged by Sobel energy instead: the reference's ablation, without
     paying for the search and the stack a second time (they do not depend on the merge). With
     ``recolour_from`` (the RGB frame), its colour is refitted as the pipeline's (``pipeline.recolour``);
-    ``focus_sharpness`` sharpens its weights for the image as the pipeline's (``pipeline.sharpen``)."""
+    ``focus_sharpness`` sharpens its weights for the image as the pipeline's (``pipeline.focus``)."""
     started = time.perf_counter()
     weights = gradient_energy_merge(result.stack[None]).weights[0]
     aif = _image(result.stack, weights, focus_sharpness, recolour_from)
@@ -357,7 +350,7 @@ def sobel_remerge(result: AIFResult, schedule: FocusSchedule, recolour_from: Ten
 
 
 def _image(stack: Tensor, weights: Tensor, focus_sharpness: float, frame: Tensor | None) -> Tensor:
-    """The all-in-focus image: the ``stack`` merged with ``weights`` sharpened by focus (``pipeline.sharpen``),
+    """The all-in-focus image: the ``stack`` merged with ``weights`` sharpened by focus (``pipeline.focus``),
     its colour refitted from the RGB ``frame`` (``pipeline.recolour``); grey sweeps have no colour to refit."""
     aif = merged_image(stack, sharpen_by_focus(weights, stack, focus_sharpness))
     return recolour(aif, frame) if frame is not None and frame.shape[0] == 3 else aif

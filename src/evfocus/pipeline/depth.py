@@ -3,7 +3,7 @@
 The sweep schedule maps every moment to the distance in focus, so "when was this sharpest" is a
 depth measurement. Two resolutions: ``patch_depth_map`` paints each patch's found time over its box
 (coarse, one value per patch); ``weighted_depth_map`` refines it per pixel, from the merge weights and
-from each pixel's sharpest slice (``sharpest_slice_weights``), which ``fuse_depths`` mixes by confidence.
+from each pixel's sharpest slice (``focus.sharpest_slice_weights``), which ``fuse_depths`` mixes by confidence.
 Averages are taken in diopters (1/m) because defocus is linear in diopters (see ``optics``): a
 pixel split evenly between slices focused at 1 m and 0.5 m is best explained by the focus half-way
 in blur, 1.5 D, i.e. 1/1.5 m — not by the metre average 0.75 m. ``depth_errors`` scores a map
@@ -12,13 +12,12 @@ against ground truth in both units.
 
 from __future__ import annotations
 
-import math
-
 import kornia
 import torch
 from torch import Tensor
 
 from evfocus.optics import FocusSchedule
+from evfocus.pipeline.focus import focus_energy
 
 
 def _sweep_diopter(times_us: Tensor, schedule: FocusSchedule) -> Tensor:
@@ -130,22 +129,12 @@ def normalised_diopter(depth_m: Tensor, schedule: FocusSchedule) -> Tensor:
     return (1.0 / depth_m.float() - schedule.far_diopter) / span
 
 
-def focus_energy(stack: Tensor, sigma_px: float) -> Tensor:
-    """(S, H, W): each slice's local sharpness, the Sobel energy of its grey averaged over a Gaussian of
-    ``sigma_px``: the focus measure both the depth and its confidence read from the focal ``stack`` (S, C, H, W)."""
-    grey = stack.float().mean(dim=1, keepdim=True)
-    radius = min(math.ceil(3 * sigma_px), min(stack.shape[-2:]) - 1)  # reflect padding needs less than the image
-    size = 2 * radius + 1
-    energy = kornia.filters.spatial_gradient(grey).pow(2).sum(dim=2)
-    return kornia.filters.gaussian_blur2d(energy, (size, size), (sigma_px, sigma_px))[:, 0]
-
-
 def depth_confidence(stack: Tensor, sigma_px: float = 3.0, texture_scale: float = 0.02) -> Tensor:
     """(1, H, W) in [0, 1]: how far the per-pixel depth from focus can be trusted.
 
     Two things must hold at a pixel: one slice of the focal ``stack`` (S, C, H, W) must be clearly
     sharper there than the others (else the depth is an average, not a measurement), and there must
-    be texture at all (a flat region looks the same at every focus). Local sharpness is ``focus_energy``
+    be texture at all (a flat region looks the same at every focus). Local sharpness is ``focus.focus_energy``
     over a Gaussian of ``sigma_px``; confidence = (max − mean)/max over the slices × g/(g +
     ``texture_scale``) with g the RMS gradient of the sharpest slice.
     """
@@ -156,17 +145,6 @@ def depth_confidence(stack: Tensor, sigma_px: float = 3.0, texture_scale: float 
     decisive = (peak - energy.mean(dim=0)) / peak.clamp_min(1e-12)
     texture = peak.sqrt()
     return (decisive * texture / (texture + texture_scale))[None]
-
-
-def sharpest_slice_weights(stack: Tensor, sigma_px: float = 8.0, sharpness: float = 64.0) -> Tensor:
-    """(S, H, W) weights that pick each pixel's sharpest slice of the focal ``stack`` (S, C, H, W), for
-    ``weighted_depth_map``: (energy / its max over the slices) ** ``sharpness`` — 1 at the sharpest, near 0
-    elsewhere, a plain mean where slices tie (flat regions). Unlike the merge weights, which blend slices
-    for the best image and so average a pixel's diopter towards mid-sweep, these look for focus only.
-    ``sigma_px`` 8 and ``sharpness`` 64 were chosen on the validation sweeps (docs/results.md)."""
-    energy = focus_energy(stack, sigma_px).double()
-    relative = energy / energy.amax(dim=0, keepdim=True).clamp_min(1e-12)
-    return relative.pow(sharpness).float()
 
 
 def fuse_depths(merge_depth_m: Tensor, focus_depth_m: Tensor, confidence: Tensor, trust: float = 2.0) -> Tensor:

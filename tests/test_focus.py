@@ -1,4 +1,4 @@
-"""pipeline/sharpen.py: the merge's weights sharpened by each slice's focus for the all-in-focus image."""
+"""pipeline/focus.py: the merge's weights sharpened by each slice's focus for the all-in-focus image."""
 
 import kornia
 import pytest
@@ -8,8 +8,8 @@ from tiny import tiny_overrides
 from evfocus.config import ConfigError, load_config
 from evfocus.events.integration import EventIntegrator
 from evfocus.pipeline.aif import AIFPipeline
+from evfocus.pipeline.focus import merged_image, sharpen_by_focus
 from evfocus.pipeline.settings import pipeline_config
-from evfocus.pipeline.sharpen import merged_image, sharpen_by_focus
 from evfocus.sim.simulator import SweepSimulator
 
 
