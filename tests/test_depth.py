@@ -139,18 +139,22 @@ def test_depth_errors_rejects_bad_input() -> None:
 
 
 def test_depth_confidence_is_high_only_where_one_slice_is_sharpest_and_textured():
-    """A stack whose left half is sharp in slice 0 only and whose right half is flat everywhere."""
+    """A stack sharp in slice 0 only on its left third (full contrast), sharp in slice 0 only on its middle
+    third (faint texture, a twentieth of the contrast) and flat everywhere on its right third."""
     torch.manual_seed(0)
-    texture = torch.rand(1, 32, 32)
-    blurred = torch.nn.functional.avg_pool2d(texture[None], 9, 1, 4)[0]
-    flat = torch.full((1, 32, 32), 0.5)
-    stack = torch.stack([blurred, blurred, blurred]).expand(3, 3, 32, 32).clone()
-    stack[0, :, :, :16] = texture[:, :, :16]
-    stack[:, :, :, 16:] = flat[:, :, 16:]
+    texture = torch.rand(1, 48, 144)
+    texture[:, :, 48:96] = 0.5 + 0.05 * (texture[:, :, 48:96] - 0.5)
+    blurred = torch.nn.functional.avg_pool2d(texture[None], 9, 1, 4, count_include_pad=False)[0]
+    stack = blurred.expand(3, 3, 48, 144).clone()
+    stack[0] = texture
+    stack[:, :, :, 96:] = 0.5
     confidence = depth_confidence(stack)
-    assert confidence.shape == (1, 32, 32) and float(confidence.min()) >= 0 and float(confidence.max()) <= 1
-    assert float(confidence[0, 8:24, 2:10].mean()) > 0.3  # sharp in one slice, textured
-    assert float(confidence[0, :, 27:].max()) < 0.05  # flat (beyond the 3 sigma the sharpness is pooled over)
+    assert confidence.shape == (1, 48, 144) and float(confidence.min()) >= 0 and float(confidence.max()) <= 1
+    assert float(confidence[0, 12:36, 8:24].mean()) > 0.3  # sharp in one slice, textured
+    assert float(confidence[0, 12:36, 64:80].mean()) > 0.4  # faint texture is still texture (0.2 before 2026-12-01)
+    assert float(confidence[0, :, 124:].max()) < 0.05  # flat (beyond the 3 sigma the sharpness is pooled over)
+    even = blurred.expand(3, 3, 48, 144)  # every slice alike: no slice is sharpest
+    assert float(depth_confidence(even).max()) < 1e-3
     assert float(depth_confidence(stack[:1]).max()) == 0.0  # one slice: nothing to compare
 
 

@@ -1,8 +1,9 @@
 """The shipped weights load safely and still score what their model card says on efs_dev.
 
 The card's numbers come from ``benchmarks/score_sweeps.py --json weights/evfocus-release.scores.json``;
-this test recomputes the efs_dev AIF gains with the pipeline directly, so a change anywhere between
-the weights file and the metric (loading, contrast estimate, search, merge) that moves them fails here.
+this test recomputes the efs_dev AIF gains and depth errors with the pipeline directly, so a change anywhere
+between the weights file and the metric (loading, contrast estimate, search, merge, depth) that moves them
+fails here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from evfocus.checkpoints import DEFAULT_WEIGHTS, WEIGHTS_FORMAT, load_nets, load
 from evfocus.data.captures import list_captures, read_capture
 from evfocus.image_scores import image_quality
 from evfocus.pipeline.aif import AIFPipeline
+from evfocus.pipeline.depth import depth_scores
 from evfocus.pipeline.settings import pipeline_config
 
 SCORES = DEFAULT_WEIGHTS.with_suffix(".scores.json")
@@ -47,3 +49,5 @@ def test_the_shipped_weights_reproduce_their_model_card_on_efs_dev():
         result = AIFPipeline(refocus, merge, pipeline_config(checkpoint.cfg, sweep))(sweep, "cpu")
         gain_db = image_quality(result.aif, sweep.aif)["psnr"] - image_quality(sweep.image, sweep.aif)["psnr"]
         assert gain_db == pytest.approx(card_folder[name]["pipeline"]["aif_gain_db"], abs=0.05), name
+        abs_rel = depth_scores(result.depth_m, result.depth_confidence, sweep.depth_m)["abs_rel"]
+        assert abs_rel == pytest.approx(card_folder[name]["pipeline"]["depth_abs_rel"], abs=0.005), name

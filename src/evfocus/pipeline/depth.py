@@ -129,14 +129,18 @@ def normalised_diopter(depth_m: Tensor, schedule: FocusSchedule) -> Tensor:
     return (1.0 / depth_m.float() - schedule.far_diopter) / span
 
 
-def depth_confidence(stack: Tensor, sigma_px: float = 3.0, texture_scale: float = 0.02) -> Tensor:
+def depth_confidence(stack: Tensor, sigma_px: float = 8.0, texture_scale: float = 0.003) -> Tensor:
     """(1, H, W) in [0, 1]: how far the per-pixel depth from focus can be trusted.
 
     Two things must hold at a pixel: one slice of the focal ``stack`` (S, C, H, W) must be clearly
     sharper there than the others (else the depth is an average, not a measurement), and there must
     be texture at all (a flat region looks the same at every focus). Local sharpness is ``focus.focus_energy``
     over a Gaussian of ``sigma_px``; confidence = (max − mean)/max over the slices × g/(g +
-    ``texture_scale``) with g the RMS gradient of the sharpest slice.
+    ``texture_scale``) with g the RMS gradient of the sharpest slice. The window is the sharpest slice's
+    (``focus.sharpest_slice_weights``), so the confidence judges the very measurement it weighs; ``sigma_px``
+    8 and ``texture_scale`` 0.003 (the texture term only keeps truly flat regions out: faint texture is
+    still texture) were chosen on the validation sweeps (docs/results.md, "A confidence that trusts faint
+    texture").
     """
     if stack.shape[0] < 2:
         return torch.zeros((1, *stack.shape[-2:]), device=stack.device)
