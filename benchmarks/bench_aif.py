@@ -339,7 +339,8 @@ def main() -> None:
     parser.add_argument("--command-search-probes", nargs="+", choices=SEARCH_PROBES, default=None,
                         help="and with each of these --search-probe values (default: its default)")
     parser.add_argument("--search-probe", choices=SEARCH_PROBES, default=None,
-                        help="what probes the batched mode's search (default: the config's, the net); "
+                        help="what probes the batched mode's search (default: the config's pipeline.search.probe, "
+                             "integration since 2026-12-01); "
                              "the reference mode always probes with the net")
     parser.add_argument("--official", type=Path, default=None, metavar="DIR",
                         help="a checkout of HYLZ-2019/EFS: also time the reference implementation itself on "

@@ -119,11 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "benchmarks/RESULTS.md")
     parser.add_argument("--search-probe", choices=SEARCH_PROBES, default=None,
                         help="what refocuses the focus search's probes (default: the checkpoint's "
-                             "pipeline.search.probe, 'net'): 'integration' uses event integration at the "
-                             "sweep's contrast instead of the refocus net, which makes the search 20-60x "
-                             "faster (about 10 s less per 260x346 sweep at paper size on 2 CPU cores) and kept "
-                             "the AIF within about 0.2 dB on the development sweeps, but moves the found "
-                             "times: benchmarks/RESULTS.md")
+                             "pipeline.search.probe, 'integration'): 'integration' uses event integration at the "
+                             "sweep's contrast, no network; 'net' the refocus net itself (the former default: "
+                             "the same all-in-focus image within about 0.05 dB on the development and test "
+                             "sweeps, other found times for about 40%% of the patches, and 10-17 s more per "
+                             "260x346 sweep at paper size on 2 CPU cores): docs/results.md, benchmarks/RESULTS.md")
     parser.add_argument("--contrast-estimator", choices=CONTRAST_METHODS, default=None,
                         help="how each sweep's event contrast is self-calibrated for a per-sweep-contrast "
                              "checkpoint (default: the checkpoint's pipeline.contrast_estimator, 'blur_fit'): "

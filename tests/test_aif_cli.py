@@ -121,7 +121,7 @@ def test_capture_folder_and_sim_with_merge_run(runs, tmp_path):
     assert report["source"]["files"]["events"] == str(tmp_path / "captures" / "events" / "scene.npy")
     assert report["events"]["count"] == 3000 and report["sweep"]["t_end_us"] == SWEEP_US
     assert report["pipeline"]["search"]["grid_size"] == 4
-    assert report["pipeline"]["search_probe"] == "net" and report["search_contrast"] is None
+    assert report["pipeline"]["search_probe"] == "integration" and report["search_contrast"] > 0  # the default
     assert report["pipeline"]["contrast_estimator"] == "blur_fit"
     assert report["pipeline"]["anchor_sigma_px"] == pytest.approx(0.05 * max(HEIGHT, WIDTH))
     assert report["pipeline"]["recolour"] is True and report["pipeline"]["focus_sharpness"] == 32
@@ -141,14 +141,14 @@ def test_refocus_checkpoint_file_on_a_resized_tiled_sim(runs, tmp_path, capsys):
     aif = load_aif_module()
     assert aif.main(["--ckpt", str(runs["refocus"]), "--input", "sim:2", "--out", str(out), "--frames", "4",
                      "--sim-size", "40x72", "--tile", "40", "--grid", "2", "--max-slices", "3",
-                     "--search-probe", "integration", "--contrast-estimator", "kink", "--anchor-sigma", "0",
+                     "--search-probe", "net", "--contrast-estimator", "kink", "--anchor-sigma", "0",
                      "--no-recolour", "--focus-sharpness", "0", "--device", "cpu"]) == 0
     report = check_outputs(out / "sim-test-2", 40, 72, frames=4)
     assert report["checkpoint"]["stage"] == "refocus" and report["checkpoint"]["merge"] == "sobel_energy"
     assert "no merge net" in report["checkpoint"]["note"] and "merge sobel_energy" in capsys.readouterr().err
     assert report["pipeline"]["tile_px"] == 40 and report["patch_grid"]["grid_size"] == 2
     assert len(report["slice_times_us"]) <= 3
-    assert report["pipeline"]["search_probe"] == "integration" and report["search_contrast"] > 0
+    assert report["pipeline"]["search_probe"] == "net" and report["search_contrast"] is None
     assert report["pipeline"]["contrast_estimator"] == "kink" and report["pipeline"]["anchor_sigma_px"] is None
     assert report["pipeline"]["recolour"] is False and report["pipeline"]["focus_sharpness"] == 0
 

@@ -253,9 +253,11 @@ class SearchSettings:
     max_crops_per_call: int | None = None  # patch crops per network call; None: 8 on CPU, all on a GPU
     min_events_per_px: float = 0.2  # patches with fewer events keep the input frame (efs_dev: 0.44-1.45/px)
     probe_scale: int = 1  # search probes on crops averaged down by this factor: faster, moves decisions (search.py)
-    # what refocuses the search's probes: the refocus net, or event integration at the sweep's contrast (no
-    # network: the search 20-60x faster, the AIF within ~0.2 dB, but decisions move; benchmarks/RESULTS.md)
-    probe: str = "net"
+    # what refocuses the search's probes: event integration at the net's contrast for the sweep (no network:
+    # the search 15-60x faster; other patch times for ~40% of the patches, but the same all-in-focus image
+    # within 0.03 dB on average, as the merge picks each pixel's sharpest slice; docs/results.md,
+    # "Network-free search probes by default"), or the refocus net itself (the former default)
+    probe: str = "integration"
 
 
 @dataclass
