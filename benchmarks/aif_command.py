@@ -60,10 +60,11 @@ finally:
 
 
 def time_command(weights: Path, capture: Path, device: str, threads: int, runtime: str | None = None,
-                 search_probe: str | None = None) -> dict:
-    """One ``src/aif.py`` run on capture ``ROOT/NAME`` with its default outputs (``runtime``, ``search_probe``:
-    its ``--runtime`` and ``--search-probe``, None for the defaults): wall seconds (process start to exit), its
-    report's seconds per step and its peak resident memory (GB); ``variant`` names the flags."""
+                 search_probe: str | None = None, merge_scale: int | None = None) -> dict:
+    """One ``src/aif.py`` run on capture ``ROOT/NAME`` with its default outputs (``runtime``, ``search_probe``,
+    ``merge_scale``: its ``--runtime``, ``--search-probe`` and ``--merge-scale``, None for the defaults): wall
+    seconds (process start to exit), its report's seconds per step and its peak resident memory (GB);
+    ``variant`` names the flags."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE",
            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory() as out:
@@ -72,7 +73,8 @@ def time_command(weights: Path, capture: Path, device: str, threads: int, runtim
                    "--ckpt", str(weights), "--input", str(capture.parent), "--name", capture.name, "--out", out,
                    "--device", device,
                    *(["--runtime", runtime] if runtime else []),
-                   *(["--search-probe", search_probe] if search_probe else [])]
+                   *(["--search-probe", search_probe] if search_probe else []),
+                   *(["--merge-scale", str(merge_scale)] if merge_scale else [])]
         start = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
@@ -81,5 +83,6 @@ def time_command(weights: Path, capture: Path, device: str, threads: int, runtim
         report = json.loads((Path(out) / capture.name / "report.json").read_text())
         peak_gb = int(peak_file.read_text()) / 2**20
     variant = ", ".join([f"`--runtime {runtime}`" if runtime else "default runtime",
-                         *([f"`--search-probe {search_probe}`"] if search_probe else [])])
+                         *([f"`--search-probe {search_probe}`"] if search_probe else []),
+                         *([f"`--merge-scale {merge_scale}`"] if merge_scale else [])])
     return {"wall": wall, "peak_gb": peak_gb, "seconds": report["seconds"], "variant": variant}

@@ -11,7 +11,8 @@ the slice count, which underestimates it). Use the full comparison on a GPU (``-
 
 The reference implementation itself (a checkout of HYLZ-2019/EFS, run by ``official_efs.py`` in its own
 process) joins the same run with ``--official DIR``, and the whole ``src/aif.py`` command with
-``--command-repeats`` (``--command-runtimes``, ``--command-search-probes`` for its flags):
+``--command-repeats`` (``--command-runtimes``, ``--command-search-probes``, ``--command-merge-scales`` for its
+flags):
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_aif.py --capture ../shared/samples/efs_dev_dense/d01_shelf \
         --repeats 2 --reference-repeats 0 --command-repeats 2 --command-search-probes net integration \
@@ -162,17 +163,18 @@ def _synced(start: float, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def project_reference(batched: list[dict], units: list[dict], num_patches: int) -> dict:
+def project_reference(batched: list[dict], units: list[dict], num_patches: int, merge_scale: int = 1) -> dict:
     """The reference mode's seconds from its unit costs: same event step; per searched patch two probes per
     bracket shrink (batched makes shrinks + 1, so reference probes = 2 × (batched probes − searched
     patches)); one full-image pass per patch; EvMergeNet over 64 slices = 64 / S × the batched merge
-    (a shared per-slice encoder: cost linear in S)."""
+    (a shared per-slice encoder: cost linear in S), × ``merge_scale``² when the batched merge ran on the stack
+    averaged down (the reference merges at full size; cost about linear in pixels)."""
     first = batched[0]["result"]
     per_patch = torch.isfinite(first.search.probes_t_us).sum(dim=1)
     probes = int((2 * (per_patch - 1)).clamp_min(0).sum())
     probe_s, full_s = (statistics.median(u[k] for u in units) for k in ("probe_s", "full_s"))
     seconds = {"events": median(batched, "s_events"), "search": probes * probe_s, "stack": num_patches * full_s,
-               "merge": median(batched, "merge_net_s") * num_patches / batched[0]["slices"]}
+               "merge": median(batched, "merge_net_s") * num_patches / batched[0]["slices"] * merge_scale ** 2}
     seconds["total"] = sum(seconds.values())
     return {"probes": probes, "probe_s": probe_s, "full_s": full_s, "seconds": seconds}
 
@@ -217,7 +219,7 @@ def report_projection(config: Any, batched: list[dict], units: list[dict], proje
     print(f"\n### Domain `{search.domain}`: batched measured, reference projected from unit costs "
           f"(tolerance {search.tolerance:g}, min_events {search.min_events}, max_slices {config.max_slices}, "
           f"slices_per_batch {config.slices_per_batch}, runtime {config.runtime}, "
-          f"search probe {config.search_probe})\n")
+          f"search probe {config.search_probe}, merge scale {config.merge_scale})\n")
     print(f"| mode | reps | {clock} median | min | CPU s median | events | search | stack | merge | "
           "refocus calls (search + stack) | patch probes | full-image refocus passes | slices | peak GB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -250,7 +252,7 @@ def report(domain: str, config: Any, runs: dict[str, list[dict]], agree: dict, d
     tol = f"{search.tolerance_events:g} events" if search.domain == "events" else f"{search.tolerance_us:.0f} µs"
     print(f"\n### Domain `{domain}` (tolerance {tol}, min_events {search.min_events}, "
           f"max_slices {config.max_slices}, slices_per_batch {config.slices_per_batch}, runtime {config.runtime}, "
-          f"search probe {config.search_probe})\n")
+          f"search probe {config.search_probe}, merge scale {config.merge_scale})\n")
     clock = "GPU wall s (synchronised)" if device.type == "cuda" else "wall s"
     print(f"| mode | reps | {clock} median | min | CPU s median | events | search | stack | merge | "
           "refocus calls (search + stack) | patch probes | full-image refocus passes | slices | merge calls | "
@@ -338,6 +340,8 @@ def main() -> None:
                         help="time the command with each of these --runtime values (default: its default)")
     parser.add_argument("--command-search-probes", nargs="+", choices=SEARCH_PROBES, default=None,
                         help="and with each of these --search-probe values (default: its default)")
+    parser.add_argument("--command-merge-scales", nargs="+", type=int, default=None,
+                        help="and with each of these --merge-scale values (default: its default)")
     parser.add_argument("--search-probe", choices=SEARCH_PROBES, default=None,
                         help="what probes the batched mode's search (default: the config's pipeline.search.probe, "
                              "integration since 2026-12-01); "
@@ -387,8 +391,9 @@ def main() -> None:
     weights_dir = tempfile.TemporaryDirectory(prefix="bench_aif_")
     weights = write_weights(refocus_net, merge_net, cfg, Path(weights_dir.name)) if args.command_repeats else None
     commands: list[dict] = []
-    command_variants = [(runtime, probe) for runtime in args.command_runtimes or [None]
-                        for probe in args.command_search_probes or [None]]
+    command_variants = [(runtime, probe, scale) for runtime in args.command_runtimes or [None]
+                        for probe in args.command_search_probes or [None]
+                        for scale in args.command_merge_scales or [None]]
     references: list[float] = []  # the reference mode's wall seconds (measured medians or projected totals)
     officials: list[dict] = []  # runs of the reference implementation itself
     batched_walls: dict[str, float] = {}
@@ -399,8 +404,8 @@ def main() -> None:
         all have run."""
         ran = False
         if weights is not None and len(commands) < args.command_repeats * len(command_variants):
-            for runtime, probe in command_variants:
-                commands.append(time_command(weights, args.capture, args.device, args.threads, runtime, probe))
+            for runtime, probe, scale in command_variants:
+                commands.append(time_command(weights, args.capture, args.device, args.threads, runtime, probe, scale))
                 print(f"<!-- command: {commands[-1]} -->", flush=True)
             ran = True
         if args.official and len(officials) < args.official_repeats:
@@ -418,7 +423,9 @@ def main() -> None:
             runtime = (resolve_runtime(args.runtime or config.runtime, device) if mode == "batched"
                        else "torch")  # the reference: plain torch
             probe = (args.search_probe or config.search_probe) if mode == "batched" else "net"
-            configs[mode] = dataclasses.replace(config, search=search, runtime=runtime, search_probe=probe)
+            merge_scale = config.merge_scale if mode == "batched" else 1  # the reference merges at full size
+            configs[mode] = dataclasses.replace(config, search=search, runtime=runtime, search_probe=probe,
+                                                merge_scale=merge_scale)
         runs: dict[str, list[dict]] = {"batched": [], "reference": []}
         units: list[dict] = []
         crop = PatchGrid.build(sweep.height, sweep.width, configs["batched"].search.grid_size,
@@ -441,7 +448,8 @@ def main() -> None:
             run_separate_processes()
         batched_walls[domain] = median(runs["batched"], "wall")
         if args.reference_repeats == 0:
-            projection = project_reference(runs["batched"], units, configs["batched"].search.grid_size ** 2)
+            projection = project_reference(runs["batched"], units, configs["batched"].search.grid_size ** 2,
+                                           configs["batched"].merge_scale)
             report_projection(configs["batched"], runs["batched"], units, projection, device)
             references.append(projection["seconds"]["total"])
             continue

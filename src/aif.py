@@ -4,6 +4,7 @@
         [--name NAME ...] [--device cuda|cpu] [--tile PX] [--grid N] [--max-slices S] [--frames F]
         [--video slices|refocus] [--runtime auto|torch|channels_last|bf16_stack|bf16] [--search-probe net|integration]
         [--contrast-estimator kink|blur_fit] [--anchor-sigma FRACTION] [--no-recolour] [--focus-sharpness K]
+        [--merge-scale N]
         [--sim-size HxW] [--format FORMAT]
     python src/aif.py ... --input EVENTS --image FRAME [--meta FILE] [--sweep-us START END]
         [--focus-m NEAR FAR] [--image-time-us T] [--polarity-flip] --out DIR
@@ -148,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "merge's weights as they are): the sharpest slice where focus is decisive, the merge's "
                              "blend where slices tie (shipped model: efs_dev_dense +7.2 against +6.7 dB; "
                              "docs/results.md); the depth reads the merge's own weights")
+    parser.add_argument("--merge-scale", type=int, default=None, metavar="N",
+                        help="the merge net sees the stack averaged down by N and its weights are upsampled "
+                             "(default: the checkpoint's pipeline.merge_scale, 2; 1: full resolution, about 2-4 s "
+                             "more per 260x346 sweep at paper size on 2 CPU cores; shipped model: the image within "
+                             "0.04 dB, the depth within 0.02 AbsRel: docs/results.md)")
     parser.add_argument("--sim-size", type=parse_size, default=None, metavar="HxW", help="render sim: inputs at HxW")
     parser.add_argument("--format", choices=sorted(FORMATS), default=None,
                         help="the event files' format (default: detected from content, then suffix)")
@@ -182,6 +188,8 @@ def check_options(args: argparse.Namespace) -> None:
                          f"got {args.anchor_sigma}")
     if args.focus_sharpness is not None and not (math.isfinite(args.focus_sharpness) and args.focus_sharpness >= 0):
         raise InputError(f"--focus-sharpness must be >= 0 (0: off), got {args.focus_sharpness}")
+    if args.merge_scale is not None and args.merge_scale < 1:
+        raise InputError(f"--merge-scale must be >= 1 (1: full resolution), got {args.merge_scale}")
     if args.tile is not None and args.tile <= 2 * overlap:
         raise InputError(f"--tile must exceed twice the tile overlap ({2 * overlap} px), got {args.tile}")
 
@@ -196,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         sources = resolve_inputs(args.input, args.name, model.checkpoint.cfg, args.sim_size, capture_options(args))
         cfg = with_pipeline_overrides(model.checkpoint.cfg, args.grid, args.max_slices, args.tile, args.runtime,
                                       args.search_probe, args.contrast_estimator, args.anchor_sigma, args.recolour,
-                                      args.focus_sharpness)
+                                      args.focus_sharpness, args.merge_scale)
         print(f"checkpoint {model.checkpoint.path} ({model.summary()}), {len(sources)} sweep(s) on {device}",
               file=sys.stderr)
         for source in tqdm(sources, desc="sweeps", unit="sweep"):

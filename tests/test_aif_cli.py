@@ -125,6 +125,7 @@ def test_capture_folder_and_sim_with_merge_run(runs, tmp_path):
     assert report["pipeline"]["contrast_estimator"] == "blur_fit"
     assert report["pipeline"]["anchor_sigma_px"] == pytest.approx(0.05 * max(HEIGHT, WIDTH))
     assert report["pipeline"]["recolour"] is True and report["pipeline"]["focus_sharpness"] == 32
+    assert report["pipeline"]["merge_scale"] == 2  # the default
     metrics = report["metrics"]
     for label in ("aif", "input"):
         assert set(metrics[label]) == {"psnr", "ssim"} and np.isfinite(metrics[label]["psnr"])
@@ -142,7 +143,7 @@ def test_refocus_checkpoint_file_on_a_resized_tiled_sim(runs, tmp_path, capsys):
     assert aif.main(["--ckpt", str(runs["refocus"]), "--input", "sim:2", "--out", str(out), "--frames", "4",
                      "--sim-size", "40x72", "--tile", "40", "--grid", "2", "--max-slices", "3",
                      "--search-probe", "net", "--contrast-estimator", "kink", "--anchor-sigma", "0",
-                     "--no-recolour", "--focus-sharpness", "0", "--device", "cpu"]) == 0
+                     "--no-recolour", "--focus-sharpness", "0", "--merge-scale", "1", "--device", "cpu"]) == 0
     report = check_outputs(out / "sim-test-2", 40, 72, frames=4)
     assert report["checkpoint"]["stage"] == "refocus" and report["checkpoint"]["merge"] == "sobel_energy"
     assert "no merge net" in report["checkpoint"]["note"] and "merge sobel_energy" in capsys.readouterr().err
@@ -151,6 +152,7 @@ def test_refocus_checkpoint_file_on_a_resized_tiled_sim(runs, tmp_path, capsys):
     assert report["pipeline"]["search_probe"] == "net" and report["search_contrast"] is None
     assert report["pipeline"]["contrast_estimator"] == "kink" and report["pipeline"]["anchor_sigma_px"] is None
     assert report["pipeline"]["recolour"] is False and report["pipeline"]["focus_sharpness"] == 0
+    assert report["pipeline"]["merge_scale"] == 1
 
 
 def test_bad_inputs_name_the_problem(runs, tmp_path, capsys):
@@ -184,6 +186,7 @@ def test_bad_inputs_name_the_problem(runs, tmp_path, capsys):
         ([*merge, *inputs, "--tile", "20"], "--tile must exceed"),
         ([*merge, *inputs, "--anchor-sigma", "-0.1"], "--anchor-sigma must be a fraction >= 0"),
         ([*merge, *inputs, "--focus-sharpness", "-1"], "--focus-sharpness must be >= 0"),
+        ([*merge, *inputs, "--merge-scale", "0"], "--merge-scale must be >= 1"),
         ([*merge, *inputs, "--out", str(tmp_path / "notes.txt")], "exists and is not a folder"),
         ([*merge, "--input", str(captures / "blurry" / "scene.png"), "--grid", "50"], "50x50 search grid does not fit"),
         ([*merge, *inputs, "sim:1", "sim:1"], "both named 'sim-test-1'"),

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from evfocus.events.contrast import CONTRAST_METHODS, DEFAULT_CONTRAST_METHOD, ContrastMethod, estimate_contrast
@@ -71,6 +72,7 @@ class PipelineConfig:
     anchor_sigma_px: float | None = None  # stack slices keep the frame's local mean light (pipeline.anchor); None: off
     recolour: bool = False  # the AIF's chroma refitted from the frame's colour lines (pipeline.recolour), RGB only
     focus_sharpness: float = 0.0  # the image's weights: the merge's × focus energy ** this (pipeline.focus); 0: off
+    merge_scale: int = 1  # the merge net runs on the stack averaged down by this factor (merge_weights)
 
     def __post_init__(self) -> None:
         if self.mode not in ("batched", "reference"):
@@ -88,6 +90,8 @@ class PipelineConfig:
             raise ValueError(f"merge_window_fraction must be in (0, 0.5], got {self.merge_window_fraction}")
         if not self.focus_sharpness >= 0:
             raise ValueError(f"focus_sharpness must be >= 0 (0: off), got {self.focus_sharpness}")
+        if self.merge_scale < 1:
+            raise ValueError(f"merge_scale must be >= 1 (1: full resolution), got {self.merge_scale}")
         if self.anchor_sigma_px is not None and not self.anchor_sigma_px > 0:
             raise ValueError(f"anchor_sigma_px must be positive (or None), got {self.anchor_sigma_px}")
         if self.tile_px is not None and self.tile_px <= 2 * self.tile_overlap_px:
@@ -318,8 +322,8 @@ class AIFPipeline:
             weights = gradient_energy_merge(stack[None]).weights[0]
         else:
             with autocast(cfg.runtime, device, "merge"):
-                weights = run_tiled(lambda s, e: _merge_weights(self.merge, s, e), [stack[None], slice_events[None]],
-                                    cfg.tile_px, cfg.tile_overlap_px)[0].float()
+                weights = run_tiled(lambda s, e: merge_weights(self.merge, s, e, cfg.merge_scale),
+                                    [stack[None], slice_events[None]], cfg.tile_px, cfg.tile_overlap_px)[0].float()
         aif = _image(stack, weights, cfg.focus_sharpness, image if cfg.recolour else None)
         seconds["merge"] = _lap(mark, device)
 
@@ -366,9 +370,23 @@ def _per_pixel_depth(weights: Tensor, stack: Tensor, slice_times_us: Tensor, sch
     return regularise_depth(fuse_depths(merge_depth, focus_depth, confidence), confidence, aif)
 
 
-def _merge_weights(merge: MergeFn, stack: Tensor, events: Tensor) -> Tensor:
-    """The merge's weights (N, S, H, W): the image is made from them after sharpening (``_image``)."""
-    return merge(stack, events).weights
+def merge_weights(merge: MergeFn, stack: Tensor, events: Tensor, scale: int = 1) -> Tensor:
+    """The merge's weights (N, S, H, W) for a stack (N, S, C, H, W) and its events (N, S, B, H, W); the image
+    is made from them after sharpening (``_image``).
+
+    With ``scale`` > 1 the merge sees the stack and the events averaged over ``scale``² pixels (event counts
+    per pixel keep their density) and its weights are upsampled bilinearly: they blend smoothly and the
+    sharpening by focus runs at full resolution, so the image barely changes while the merge, a full-image
+    net per slice, costs ``scale``² times less (docs/results.md, "The merge at half resolution").
+    """
+    if scale == 1:
+        return merge(stack, events).weights
+    height, width = stack.shape[-2:]
+    size = (-(-height // scale), -(-width // scale))
+    small_stack = F.adaptive_avg_pool2d(stack.flatten(0, 1), size).unflatten(0, stack.shape[:2])
+    small_events = F.adaptive_avg_pool2d(events.flatten(0, 1), size).unflatten(0, events.shape[:2])
+    weights = merge(small_stack, small_events).weights
+    return F.interpolate(weights.float(), size=(height, width), mode="bilinear", align_corners=False)
 
 
 def _lap(mark: float, device: torch.device) -> float:

@@ -69,4 +69,5 @@ def pipeline_config(cfg: DictConfig, sweep: Sweep, device: torch.device | str = 
                           runtime=resolve_runtime(settings.runtime, device), search_probe=settings.search.probe,
                           contrast_estimator=settings.contrast_estimator,
                           anchor_sigma_px=anchor_sigma_px(settings.anchor_sigma_fraction, sweep.height, sweep.width),
-                          recolour=settings.recolour, focus_sharpness=settings.focus_sharpness)
+                          recolour=settings.recolour, focus_sharpness=settings.focus_sharpness,
+                          merge_scale=settings.merge_scale)
