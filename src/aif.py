@@ -136,18 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="every refocused slice keeps the frame's local mean light, over a Gaussian window "
                              "whose sigma is FRACTION of the image's longer side (default: the checkpoint's "
                              "pipeline.anchor_sigma_fraction, 0.05; 0 turns it off): events drift in brightness "
-                             "(sensor leak, unequal ON/OFF thresholds) where defocus conserves light; "
-                             "docs/results.md")
+                             "(sensor leak, unequal ON/OFF thresholds) where defocus conserves light (shipped "
+                             "model: efs_dev +6.21 against +5.09 dB off; docs/results.md)")
     parser.add_argument("--no-recolour", dest="recolour", action="store_false", default=None,
                         help="keep the merged slices' colour (the frame's, scaled by the refocusing) instead of "
                              "refitting the all-in-focus image's chroma from the frame's local colour lines on its "
-                             "sharp brightness (pipeline.recolour, on by default: efs_dev +6.26 against +5.86 dB; "
+                             "sharp brightness (pipeline.recolour, on by default: efs_dev +6.21 against +5.82 dB; "
                              "docs/results.md)")
     parser.add_argument("--focus-sharpness", type=float, default=None, metavar="K",
                         help="the image merges the slices with the merge's weights times each slice's local focus "
                              "energy to the power K (default: the checkpoint's pipeline.focus_sharpness, 32; 0: the "
                              "merge's weights as they are): the sharpest slice where focus is decisive, the merge's "
-                             "blend where slices tie (shipped model: efs_dev_dense +7.2 against +6.7 dB; "
+                             "blend where slices tie (shipped model: efs_dev_dense +7.18 against +6.69 dB; "
                              "docs/results.md); the depth reads the merge's own weights")
     parser.add_argument("--merge-scale", type=int, default=None, metavar="N",
                         help="the merge net sees the stack averaged down by N and its weights are upsampled "
