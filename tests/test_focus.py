@@ -1,8 +1,8 @@
 """pipeline/focus.py: the merge's weights sharpened by each slice's focus for the all-in-focus image."""
 
-import kornia
 import pytest
 import torch
+from focal_stacks import two_plane_stack
 from tiny import tiny_overrides
 
 from evfocus.config import ConfigError, load_config
@@ -11,15 +11,6 @@ from evfocus.pipeline.aif import AIFPipeline
 from evfocus.pipeline.focus import merged_image, sharpen_by_focus
 from evfocus.pipeline.settings import pipeline_config
 from evfocus.sim.simulator import SweepSimulator
-
-
-def two_plane_stack() -> tuple[torch.Tensor, torch.Tensor]:
-    """(2, 3, 48, 96): slice 0 sharp on the left half, slice 1 on the right; and the sharp image."""
-    sharp = torch.rand(3, 48, 96, generator=torch.Generator().manual_seed(3))
-    blurred = kornia.filters.gaussian_blur2d(sharp[None], (15, 15), (4.0, 4.0))[0]
-    left = torch.zeros(1, 48, 96, dtype=torch.bool)
-    left[..., :48] = True
-    return torch.stack([torch.where(left, sharp, blurred), torch.where(left, blurred, sharp)]), sharp
 
 
 def test_an_even_blend_becomes_the_sharpest_slice_where_focus_is_decisive():

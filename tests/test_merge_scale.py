@@ -1,8 +1,8 @@
 """pipeline/aif.merge_weights: the merge net at a reduced resolution, its weights back at full size."""
 
-import kornia
 import pytest
 import torch
+from focal_stacks import two_plane_stack
 from tiny import tiny_overrides
 
 from evfocus.config import ConfigError, load_config
@@ -25,24 +25,20 @@ class SpyMerge:
         return gradient_energy_merge(stack)
 
 
-def two_plane_stack(height: int = 48, width: int = 96) -> torch.Tensor:
-    """(1, 2, 3, H, W): slice 0 sharp on the left half, slice 1 on the right."""
-    sharp = torch.rand(3, height, width, generator=torch.Generator().manual_seed(3))
-    blurred = kornia.filters.gaussian_blur2d(sharp[None], (15, 15), (4.0, 4.0))[0]
-    left = torch.zeros(1, height, width, dtype=torch.bool)
-    left[..., : width // 2] = True
-    return torch.stack([torch.where(left, sharp, blurred), torch.where(left, blurred, sharp)])[None]
+def stack_of_two_planes(height: int = 48, width: int = 96) -> torch.Tensor:
+    """(1, 2, 3, H, W): ``focal_stacks.two_plane_stack`` as a batch of one for the merge."""
+    return two_plane_stack(height, width)[0][None]
 
 
 def test_at_scale_one_the_weights_are_the_merges_own():
-    stack, events = two_plane_stack(), torch.rand(1, 2, 4, 48, 96)
+    stack, events = stack_of_two_planes(), torch.rand(1, 2, 4, 48, 96)
     spy = SpyMerge()
     torch.testing.assert_close(merge_weights(spy, stack, events, 1), gradient_energy_merge(stack).weights)
     assert spy.seen[0][0] is stack and spy.seen[0][1] is events
 
 
 def test_the_merge_sees_averaged_inputs_and_its_weights_come_back_full_size():
-    stack = two_plane_stack(45, 95)  # odd sizes: the last row and column are averaged too
+    stack = stack_of_two_planes(45, 95)  # odd sizes: the last row and column are averaged too
     events = torch.full((1, 2, 4, 45, 95), 3.0)
     spy = SpyMerge()
     weights = merge_weights(spy, stack, events, 2)
@@ -62,7 +58,7 @@ def test_the_merge_sees_averaged_inputs_and_its_weights_come_back_full_size():
 
 def test_a_real_merge_net_runs_at_half_size():
     net = EvMergeNet(4, width=8, depth=2).eval()
-    stack, events = two_plane_stack(), torch.rand(1, 2, 4, 48, 96)
+    stack, events = stack_of_two_planes(), torch.rand(1, 2, 4, 48, 96)
     with torch.no_grad():
         weights = merge_weights(net, stack, events, 2)
     assert weights.shape == (1, 2, 48, 96) and torch.isfinite(weights).all()
