@@ -172,3 +172,19 @@ def test_teacher_forcing_and_searched_slices_exclude_each_other(tmp_path):
     with pytest.raises(ConfigError, match="teacher_forcing"):
         load_config(ROOT / "configs/quickstart_merge.yaml",
                     tiny(tmp_path, "stack.teacher_forcing=true", "stack.slice_source=search"))
+
+
+def test_the_refocus_stage_fine_tunes_from_another_runs_refocus_net(tmp_path, chain):
+    _, results = chain
+    source = load_stage_checkpoint(Path(results["quickstart_merge"]["run_dir"]), ("merge",))
+    cfg = load_config(ROOT / "configs/quickstart.yaml",
+                      tiny(tmp_path, f"stack.refocus_ckpt={results['quickstart_merge']['run_dir']}"))
+    module, _ = build_stage(cfg)
+    for name, value in module.refocus_net.state_dict().items():
+        assert torch.equal(value, source.state_dict[f"refocus_net.{name}"].to(value.dtype)), name
+    fresh, _ = build_stage(load_config(ROOT / "configs/quickstart.yaml", tiny(tmp_path)))
+    assert not torch.equal(fresh.refocus_net.to_residual.weight, module.refocus_net.to_residual.weight)
+    mismatched = load_config(ROOT / "configs/quickstart.yaml",
+                             tiny(tmp_path, "model.width=12", f"stack.refocus_ckpt={results['quickstart']['run_dir']}"))
+    with pytest.raises(ConfigError, match=r"stack\.refocus_ckpt: .*does not fit this config"):
+        build_stage(mismatched)

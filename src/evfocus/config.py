@@ -304,7 +304,9 @@ class StackConfig:
     slice_source: str = "oracle"  # merge and joint: "search" runs the focus search on every crop
     refocus_loss_weight: float = 0.5  # joint: keep refocusing honest at the oracle slices
     search_tolerance_fraction: float = 0.0625  # joint: coarser than at test time (a search per crop per step)
-    refocus_ckpt: str | None = None  # refocus-stage checkpoint or run folder (merge, joint)
+    # refocus-stage checkpoint, run folder or shipped weights: the refocus net of merge and joint; the refocus
+    # stage starts from it (fine-tuning)
+    refocus_ckpt: str | None = None
     merge_ckpt: str | None = None  # merge-stage checkpoint or run folder (joint)
 
 

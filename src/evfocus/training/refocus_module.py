@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
+from evfocus.checkpoints import load_stage_checkpoint, load_weights
 from evfocus.metrics import build_metrics
 from evfocus.training.base_module import Batch, EventStageModule
 from evfocus.training.optim import build_optimizers
@@ -18,9 +19,13 @@ class RefocusModule(EventStageModule):
     refocus network has to beat to be worth its events, and the whole AIF task with a Sobel merge.
     """
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self, cfg: dict[str, Any], load_init_weights: bool = True) -> None:
         super().__init__(cfg)
         self.val_metrics = build_metrics(self.cfg)
+        if load_init_weights and self.cfg.stack.refocus_ckpt is not None:
+            # fine-tuning: start from another run's (or the shipped) refocus net instead of the identity
+            source = load_stage_checkpoint(self.cfg.stack.refocus_ckpt, ("refocus", "merge", "joint"))
+            load_weights(self.refocus_net, source, "refocus_net.", "refocus net")
 
     def forward(self, batch: Batch) -> Tensor:
         return self.refocus_net(batch["image"], batch["events"], log_contrast=self.log_contrast(batch, "context_image"))

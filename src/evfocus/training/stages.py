@@ -17,16 +17,24 @@ from evfocus.training.stack_module import StackModule
 
 
 def _refocus(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
-    return RefocusModule(to_container(cfg)), SimulatedSweepDataModule(cfg)
+    try:
+        module = RefocusModule(to_container(cfg), load_init_weights=_starts_fresh(cfg))
+    except CheckpointError as error:
+        raise ConfigError(f"stack.refocus_ckpt: {error}") from None
+    return module, SimulatedSweepDataModule(cfg)
 
 
 def _stack(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
     try:
-        # a resumed or test-only run gets every weight from its checkpoint: skip the stage initialisation
-        module = StackModule(to_container(cfg), load_init_weights=cfg.ckpt_path is None and cfg.test_ckpt is None)
+        module = StackModule(to_container(cfg), load_init_weights=_starts_fresh(cfg))
     except CheckpointError as error:
         raise ConfigError(f"stack: {error}") from None
     return module, SimulatedSweepDataModule(cfg)
+
+
+def _starts_fresh(cfg: DictConfig) -> bool:
+    """A resumed or test-only run gets every weight from its checkpoint: it skips the stage initialisation."""
+    return cfg.ckpt_path is None and cfg.test_ckpt is None
 
 
 def _baseline(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
