@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from evfocus.checkpoints import load_stage_checkpoint, load_weights
 from evfocus.config import ConfigError
 from evfocus.data.capture_set import CaptureFailure
 from evfocus.metrics import ImageQualityMetrics, build_metrics
@@ -174,6 +175,12 @@ class EventStageModule(StageModule):
         self.refocus_net = build_refocus_net(self.cfg)
         self.test_metrics = build_metrics(self.cfg)
         self.test_identity_metrics = build_metrics(self.cfg)
+
+    def load_refocus_ckpt(self) -> None:
+        """Copy the refocus net of ``stack.refocus_ckpt`` (any event stage's run, checkpoint or weights file) into
+        this stage's; raises ``CheckpointError`` when it is missing or does not fit."""
+        source = load_stage_checkpoint(self.cfg.stack.refocus_ckpt, ("refocus", "merge", "joint"))
+        load_weights(self.refocus_net, source, "refocus_net.", "refocus net")
 
     def merge_fn(self) -> Any:
         """The merge used by the AIF pipeline (``None``: Sobel-energy merge)."""

@@ -6,7 +6,6 @@ from typing import Any
 
 from torch import Tensor
 
-from evfocus.checkpoints import load_stage_checkpoint, load_weights
 from evfocus.metrics import build_metrics
 from evfocus.training.base_module import Batch, EventStageModule
 from evfocus.training.optim import build_optimizers
@@ -23,9 +22,7 @@ class RefocusModule(EventStageModule):
         super().__init__(cfg)
         self.val_metrics = build_metrics(self.cfg)
         if load_init_weights and self.cfg.stack.refocus_ckpt is not None:
-            # fine-tuning: start from another run's (or the shipped) refocus net instead of the identity
-            source = load_stage_checkpoint(self.cfg.stack.refocus_ckpt, ("refocus", "merge", "joint"))
-            load_weights(self.refocus_net, source, "refocus_net.", "refocus net")
+            self.load_refocus_ckpt()  # fine-tuning: another run's (or the shipped) net instead of the identity
 
     def forward(self, batch: Batch) -> Tensor:
         return self.refocus_net(batch["image"], batch["events"], log_contrast=self.log_contrast(batch, "context_image"))

@@ -58,8 +58,7 @@ class StackModule(EventStageModule):
     def _load_init_weights(self) -> None:
         stack = self.cfg.stack
         if stack.refocus_ckpt is not None:
-            source = load_stage_checkpoint(stack.refocus_ckpt, ("refocus", "merge", "joint"))
-            load_weights(self.refocus_net, source, "refocus_net.", "refocus net")
+            self.load_refocus_ckpt()
         elif self.cfg.stage == "merge" and not stack.teacher_forcing:
             raise CheckpointError("stage merge: set stack.refocus_ckpt to a refocus run (folder or .ckpt), "
                                   "or stack.teacher_forcing=true to train on ground-truth frames")
