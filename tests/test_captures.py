@@ -195,6 +195,7 @@ def test_capture_meta_records_source_files_polarity_and_json(tmp_path: Path) -> 
     assert (sweep.meta["height"], sweep.meta["width"]) == (3, 5)
     assert sweep.meta["schedule_source"] == "meta"
     assert sweep.meta["capture_meta"] == meta
+    assert sweep.event_response == "gamma"  # the default: events simulated from the stored frames
     json.dumps(sweep.meta)  # serialisable: goes into caches and run logs
     assert torch.equal(sweep.events.p, torch.tensor([1, -1, 1, -1], dtype=sweep.events.p.dtype))
 
@@ -271,6 +272,7 @@ def test_capture_polarity_flip_and_format_override(tmp_path: Path) -> None:
     ({"registration": [[1, 0, float("nan")], [0, 1, 0]]}, r"'registration' must be"),
     ({"event_format": "mp4"}, r"'event_format' must be one of \['npy'"),
     ({"event_time_unit": "fortnight"}, r"'event_time_unit' must be one of"),
+    ({"event_response": "log"}, r"'event_response' must be one of \['gamma', 'linear'\], got 'log'"),
 ])
 def test_capture_bad_new_meta_keys_name_file_and_key(tmp_path: Path, change: dict, message: str) -> None:
     root = make_capture(tmp_path, rgb(), meta={**META, **change})
@@ -327,3 +329,8 @@ def test_read_event_file_with_flags_meta(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match=r"flags: missing key\(s\) \['focus_start_m'\]"):
         read_event_file(root / "events" / "c.npy", root / "blurry" / "c.png",
                         {k: v for k, v in meta.items() if k != "focus_start_m"}, "flags")
+
+
+def test_capture_event_response_reaches_the_sweep(tmp_path: Path) -> None:
+    root = make_capture(tmp_path, rgb(), meta={**META, "event_response": "linear"})
+    assert read_capture(root, "c").event_response == "linear"

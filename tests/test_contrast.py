@@ -9,6 +9,7 @@ import torch
 from evfocus.colour import srgb_encode
 from evfocus.events.contrast import blur_fit_contrast, estimate_contrast
 from evfocus.events.focal_stack import EventFocalStack
+from evfocus.events.integration import DARK_OFFSET
 from evfocus.events.stream import EventStream
 from evfocus.sim.dvs import IdealParams, simulate_ideal
 
@@ -26,18 +27,20 @@ def _texture(seed: int) -> torch.Tensor:
     return 0.05 + 0.85 * mixed
 
 
-def _blurring_sweep(threshold: float, seed: int = 0) -> tuple[torch.Tensor, EventFocalStack]:
+def _blurring_sweep(threshold: float, seed: int = 0, response: str = "gamma") -> tuple[torch.Tensor, EventFocalStack]:
     """A frame at the sweep's start (blur σ 0.5 px) and ideal events of the view blurring to σ 4 px.
 
-    The sensor sees the sRGB-encoded signal, so the right integration contrast is ``threshold`` itself."""
+    The sensor sees the sRGB-encoded signal (``gamma``) or linear light with the dark offset (``linear``),
+    so the right integration contrast in that response's log is ``threshold`` itself."""
     sharp = _texture(seed)
     sigmas = torch.linspace(0.5, 4.0, FRAMES)
     linear = torch.cat([kornia.filters.gaussian_blur2d(sharp, (25, 25), (float(s), float(s)), "reflect")
                         for s in sigmas])[:, 0]
     encoded = srgb_encode(linear)
     times_us = torch.linspace(0, DURATION_US, FRAMES).round().to(torch.int64)
-    params = IdealParams(threshold=threshold, threshold_sigma=0.0)
-    events: EventStream = simulate_ideal(encoded, times_us, params, torch.Generator().manual_seed(seed))
+    signal, log_eps = (encoded, 1e-3) if response == "gamma" else (linear, DARK_OFFSET)
+    params = IdealParams(threshold=threshold, threshold_sigma=0.0, log_eps=log_eps)
+    events: EventStream = simulate_ideal(signal, times_us, params, torch.Generator().manual_seed(seed))
     focal_stack = EventFocalStack.from_events(events, 0, DURATION_US, 64)
     return encoded[0].expand(3, -1, -1).clone(), focal_stack
 
@@ -52,6 +55,18 @@ def test_blur_fit_recovers_the_sensors_threshold(threshold):
     fitted = blur_fit_contrast(frame, focal_stack, 0.0)
     assert fitted is not None
     assert abs(math.log(fitted / threshold)) < math.log(1.3), (fitted, threshold)
+
+
+def test_a_linear_sensor_is_calibrated_in_its_own_log():
+    """A photoreceptor's events are steps of log(linear light + dark offset): measured in that log the blur fit
+    finds the threshold, measured in the frame's log it comes out well off (a different quantity)."""
+    frame, focal_stack = _blurring_sweep(0.04, response="linear")
+    own = blur_fit_contrast(frame, focal_stack, 0.0, response="linear")
+    frames_log = blur_fit_contrast(frame, focal_stack, 0.0)
+    assert abs(math.log(own / 0.04)) < math.log(1.3), own
+    assert abs(math.log(frames_log / 0.04)) > 2 * abs(math.log(own / 0.04)), (frames_log, own)
+    estimate = estimate_contrast(frame, focal_stack, 0.0, response="linear")
+    assert estimate.blur_fit == own
 
 
 def test_blur_fit_scales_with_the_sensor_where_the_kink_compresses():

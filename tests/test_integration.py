@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from evfocus.colour import srgb_decode, srgb_encode
 from evfocus.events.focal_stack import EventFocalStack
-from evfocus.events.integration import EventIntegrator, fit_contrast, integrate_events
+from evfocus.events.integration import DARK_OFFSET, EventIntegrator, fit_contrast, integrate_events
 from evfocus.events.stream import EventStream
 from evfocus.pipeline.search import SearchConfig, focus_search
 
@@ -100,3 +101,34 @@ def test_event_integrator_runs_through_focus_search() -> None:
     # variance rises while ON events arrive (until 460 ms) and falls once OFF events start (540 ms);
     # in between it is flat, so any time there (± one 15.6 ms fine bin) is a right answer
     assert bool(((result.times_us > 440_000) & (result.times_us < 560_000)).all()), result.times_us
+
+
+def linear_response_pair(c_true: float, seed: int, size: int = 12) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(sRGB image, events, sRGB target) of a photoreceptor: log(linear light + DARK_OFFSET) moves by c per event."""
+    generator = torch.Generator().manual_seed(seed)
+    image = 0.35 + 0.3 * torch.rand(3, size, size, generator=generator)
+    events = torch.randint(-1, 2, (4, size, size), generator=generator).float()
+    linear = (srgb_decode(image) + DARK_OFFSET) * torch.exp(c_true * events.sum(dim=0)) - DARK_OFFSET
+    assert float(linear.min()) >= 0.0 and float(linear.max()) <= 1.0
+    return image, events, srgb_encode(linear)
+
+
+def test_linear_response_integrates_in_the_log_of_linear_light() -> None:
+    """A linear sensor's events are exact in its own log and not in the frame's: the fit finds its contrast
+    only there, and integration there reproduces the frames the gamma log misses."""
+    pairs = [linear_response_pair(0.15, seed) for seed in range(3)]
+    fitted = fit_contrast(pairs, response="linear")
+    assert fitted == pytest.approx(0.15, rel=0.02)
+    image, events, target = pairs[0]
+    linear = integrate_events(image[None], events[None], fitted, response="linear")[0]
+    torch.testing.assert_close(linear, target, atol=2e-3, rtol=0)
+    gamma_fit = fit_contrast(pairs)
+    gamma = integrate_events(image[None], events[None], gamma_fit)[0]
+    assert float((gamma - target).abs().max()) > 10 * float((linear - target).abs().max())
+    assert EventIntegrator(fitted, response="linear")(image[None], events[None]).equal(linear[None])
+
+
+def test_unknown_event_response_is_refused() -> None:
+    image, events, _ = ideal_pair(0.1, 0)
+    with pytest.raises(ValueError, match=r"event response must be one of \['gamma', 'linear'\], got 'log'"):
+        integrate_events(image[None], events[None], 0.1, response="log")

@@ -244,3 +244,31 @@ def test_per_sweep_nets_start_from_the_configured_contrast_estimator(small_sweep
 def test_an_unknown_contrast_estimator_is_named():
     with pytest.raises(ValueError, match=r"contrast_estimator.*'oracle'"):
         PipelineConfig(search=SearchConfig(num_bins=4, grid_size=4), contrast_estimator="oracle")
+
+
+@pytest.mark.parametrize("response", ["gamma", "linear"])
+def test_reference_integration_takes_the_sweeps_event_response(small_sweep, response):
+    """The self-calibrated reference integrates and calibrates in the log the sweep's sensor responds to, and
+    the pipeline's probes keep that integrator as it is (not re-made at its contrast in the default log)."""
+    from dataclasses import replace
+
+    from evfocus.pipeline.aif import search_refocus
+    from evfocus.pipeline.references import SELF_CALIBRATION_BINS, self_calibrated_integrator
+
+    sweep = replace(small_sweep, meta={**small_sweep.meta, "event_response": response})
+    integrator = self_calibrated_integrator(sweep, "cpu")
+    schedule = sweep.schedule
+    focal_stack = EventFocalStack.from_events(sweep.events, schedule.t_start_us, schedule.t_end_us,
+                                              SELF_CALIBRATION_BINS)
+    expected = estimate_contrast(sweep.image, focal_stack, sweep.image_time_us, response=response).contrast
+    assert (integrator.response, integrator.contrast) == (response, expected)
+    assert search_refocus("integration", integrator, sweep.image, focal_stack, 0.0) is integrator
+
+
+def test_sweep_with_an_unknown_event_response_is_refused(small_sweep):
+    from dataclasses import replace
+
+    from evfocus.sweep import SweepError
+
+    with pytest.raises(SweepError, match=r"sim-test-3: meta 'event_response' must be one of \['gamma', 'linear'\]"):
+        replace(small_sweep, meta={**small_sweep.meta, "event_response": "log"})

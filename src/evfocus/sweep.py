@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
+from evfocus.events.integration import EVENT_RESPONSES, EventResponse
 from evfocus.events.stream import EventStream
 from evfocus.optics import FocusSchedule
 
@@ -21,7 +22,8 @@ class Sweep:
 
     Images are float (C,H,W) in [0,1], sRGB-encoded as a camera stores them.
     ``frames`` are ground-truth refocus targets (F,C,H,W) at ``frame_times_us`` (F,);
-    ``meta`` records how the sweep was made (simulator draw or capture metadata).
+    ``meta`` records how the sweep was made (simulator draw or capture metadata); its ``event_response``
+    (``"gamma"`` when absent) says what the event pixels respond to (``events.integration``).
     """
 
     name: str
@@ -56,6 +58,14 @@ class Sweep:
         if self.frames is not None and self.frames.shape[0] != self.frame_times_us.shape[0]:
             raise SweepError(f"{self.name}: {self.frames.shape[0]} frames but "
                              f"{self.frame_times_us.shape[0]} frame times")
+        if self.meta.get("event_response", "gamma") not in EVENT_RESPONSES:
+            raise SweepError(f"{self.name}: meta 'event_response' must be one of {list(EVENT_RESPONSES)}, "
+                             f"got {self.meta['event_response']!r}")
+
+    @property
+    def event_response(self) -> EventResponse:
+        """What the event pixels respond to: the frame's own values (``"gamma"``) or linear light."""
+        return self.meta.get("event_response", "gamma")
 
     @property
     def height(self) -> int:

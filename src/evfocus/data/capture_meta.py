@@ -19,7 +19,10 @@ One schema serves capture folders (``meta/<name>.json`` or ``.yaml``) and single
 - ``crop``: ``[top, left, height, width]`` (or a mapping of those keys) in sensor pixels, applied to the events
   and the frame alike;
 - ``event_format``: a ``events.formats.FORMATS`` name, when detection should not decide;
-  ``event_time_unit``: ``s``/``ms``/``us``/``ns`` for the formats whose time unit is open (npz, txt, E2VID HDF5).
+  ``event_time_unit``: ``s``/``ms``/``us``/``ns`` for the formats whose time unit is open (npz, txt, E2VID HDF5);
+- ``event_response`` (default ``gamma``): what the event pixels respond to, ``gamma`` (the frame's stored values,
+  as when events are simulated from the frames) or ``linear`` (linear light, as a photoreceptor whose frame is
+  stored sRGB-encoded); the log integration and the contrast self-calibration take (``events.integration``).
 
 Other keys are kept (``Sweep.meta["capture_meta"]``) and ignored. Every error names the file (or the flags)
 and the key: ``CaptureError``.
@@ -36,6 +39,7 @@ import yaml
 
 from evfocus.events.checks import INT64_LIMIT, MAX_SENSOR_PX, US_PER_UNIT, EventFileError
 from evfocus.events.formats import FORMATS
+from evfocus.events.integration import EVENT_RESPONSES
 from evfocus.optics import FocusSchedule, OpticsError
 
 LINEAR_IN_DIOPTERS = "linear_in_diopters"
@@ -60,6 +64,7 @@ class CaptureMeta:
     crop: tuple[int, int, int, int] | None = None
     event_format: str | None = None
     event_time_unit: str | None = None
+    event_response: str = "gamma"
 
 
 def load_meta_file(path: Path) -> dict[str, Any]:
@@ -164,4 +169,5 @@ def parse_capture_meta(meta: dict[str, Any], where: str, lenient: bool = False) 
     return CaptureMeta(
         schedule=schedule, image_time_us=image_time_us, polarity_flip=flip, sensor=sensor,
         registration=registration, crop=crop, event_format=_choice(meta, "event_format", tuple(FORMATS), where),
-        event_time_unit=_choice(meta, "event_time_unit", tuple(US_PER_UNIT), where))
+        event_time_unit=_choice(meta, "event_time_unit", tuple(US_PER_UNIT), where),
+        event_response=_choice(meta, "event_response", EVENT_RESPONSES, where) or "gamma")

@@ -8,7 +8,7 @@ A capture ``<name>`` of a folder ``ROOT`` (docs/architecture.md, "Data contracts
   ``.npy``, .npz, .txt, E2VID/DSEC/Prophesee HDF5, AEDAT 4.0, Prophesee RAW/DAT;
 - ``meta/<name>.json`` (or ``.yaml``; optional with an explicit schedule): the keys of ``capture_meta``:
   sweep start/end µs, focus start/end m, ``focus_schedule: linear_in_diopters``, the frame's time, and optionally
-  ``polarity_flip``, ``sensor``, ``registration``, ``crop``, ``event_format``, ``event_time_unit``;
+  ``polarity_flip``, ``sensor``, ``registration``, ``crop``, ``event_format``, ``event_time_unit``, ``event_response``;
 - ``aif/<name>.png`` and ``depth/<name>.npy`` (optional): ground-truth all-in-focus image and depth in metres,
   on the frame's grid (registered and cropped with it).
 
@@ -192,7 +192,7 @@ def _assemble(name: str, files: CaptureFiles, image: Tensor, meta: CaptureMeta, 
             "height": int(image.shape[-2]), "width": int(image.shape[-1]),
             "sensor": sensor,
             "crop": None if meta.crop is None else list(meta.crop), "registration": meta.registration,
-            "schedule_source": schedule_source, "capture_meta": raw_meta}
+            "schedule_source": schedule_source, "event_response": meta.event_response, "capture_meta": raw_meta}
     return Sweep(name=name, image=image, image_time_us=meta.image_time_us, events=events, schedule=meta.schedule,
                  aif=aif, depth_m=depth_m, meta=info)
 

@@ -28,6 +28,10 @@ own structure sets the scale, so the estimate moves with the sensor. The blur ac
 blurriest offers no such tiles (fewer than BLUR_FIT_MIN_TILES): the kink stands. The fit may move the
 kink by at most BLUR_FIT_MAX_RATIO either way: on some scenes it locks onto edges the frame alone does
 not predict (occlusions) and comes out far too small.
+
+Both statistics take the log the sensor responds to (``response``, ``events.integration.EventResponse``):
+the contrast they find is the step of that log per event, the one ``integrate_events`` needs with the same
+``response``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from torch import Tensor
 
 from evfocus.colour import srgb_decode, srgb_encode
 from evfocus.events.focal_stack import EventFocalStack
+from evfocus.events.integration import EventResponse, to_log_signal
 
 ContrastMethod = Literal["kink", "blur_fit"]
 CONTRAST_METHODS: tuple[ContrastMethod, ...] = ("kink", "blur_fit")
@@ -81,9 +86,10 @@ def _nodes_since_frame(focal_stack: EventFocalStack, image_time_us: float) -> Te
 
 
 def overshoot_curve(image: Tensor, focal_stack: EventFocalStack, image_time_us: float,
-                    candidates: tuple[float, ...] = CANDIDATES, window_px: int = WINDOW_PX) -> Tensor:
+                    candidates: tuple[float, ...] = CANDIDATES, window_px: int = WINDOW_PX,
+                    response: EventResponse = "gamma") -> Tensor:
     """V(c) (len(candidates),) float64 for the frame (C, H, W) in [0, 1] and its sweep's events."""
-    log_image = torch.log(image.float().mean(dim=0, keepdim=True) + 1e-3)
+    log_image = to_log_signal(image.float().mean(dim=0, keepdim=True), response)
     high = F.max_pool2d(log_image[None], window_px, 1, window_px // 2)[0]
     low = -F.max_pool2d(-log_image[None], window_px, 1, window_px // 2)[0]
     events = _nodes_since_frame(focal_stack, image_time_us).to(log_image.dtype)
@@ -111,14 +117,15 @@ def _gaussian_blur(x: Tensor, sigma_px: float) -> Tensor:
     return kornia.filters.gaussian_blur2d(x, (size, size), (sigma_px, sigma_px), "reflect")
 
 
-def blur_fit_contrast(image: Tensor, focal_stack: EventFocalStack, image_time_us: float) -> float | None:
+def blur_fit_contrast(image: Tensor, focal_stack: EventFocalStack, image_time_us: float,
+                      response: EventResponse = "gamma") -> float | None:
     """``c`` from the tile-times where the events show the frame (C, H, W) blurred further, or None (see
     the module doc): least squares of ``predicted log change ≈ c · signed events`` over those tile-times."""
     grey = image.float().mean(dim=0, keepdim=True)[None].clamp(0.0, 1.0)
     linear = srgb_decode(grey)
-    log_frame = torch.log(grey + 1e-3)
+    log_frame = to_log_signal(grey, response)
     predicted = torch.cat([  # (G, H, W): log change of the frame blurred by each σ
-        torch.log(srgb_encode(_gaussian_blur(linear, sigma)) + 1e-3) - log_frame
+        to_log_signal(srgb_encode(_gaussian_blur(linear, sigma)), response) - log_frame
         for sigma in BLUR_SIGMAS_PX], dim=1)[0]
     events = _nodes_since_frame(focal_stack, image_time_us).to(predicted.dtype)  # (K, H, W)
     tile = min(BLUR_FIT_TILE_PX, *events.shape[-2:])
@@ -137,14 +144,15 @@ def blur_fit_contrast(image: Tensor, focal_stack: EventFocalStack, image_time_us
 
 def estimate_contrast(image: Tensor, focal_stack: EventFocalStack, image_time_us: float,
                       window_px: int = WINDOW_PX,
-                      method: ContrastMethod = DEFAULT_CONTRAST_METHOD) -> ContrastEstimate:
+                      method: ContrastMethod = DEFAULT_CONTRAST_METHOD,
+                      response: EventResponse = "gamma") -> ContrastEstimate:
     """The sweep's event contrast from its frame (C, H, W) and events alone (see the module doc)."""
     if method not in CONTRAST_METHODS:
         raise ValueError(f"contrast method must be one of {CONTRAST_METHODS}, got {method!r}")
-    curve = overshoot_curve(image, focal_stack, image_time_us, CANDIDATES, window_px)
+    curve = overshoot_curve(image, focal_stack, image_time_us, CANDIDATES, window_px, response)
     found = kink(torch.tensor(CANDIDATES, dtype=torch.float64), curve) if float(curve[-1]) > 1e-6 else None
     kink_contrast = FALLBACK_CONTRAST if found is None else found
-    fitted = blur_fit_contrast(image, focal_stack, image_time_us) if method == "blur_fit" else None
+    fitted = blur_fit_contrast(image, focal_stack, image_time_us, response) if method == "blur_fit" else None
     contrast = kink_contrast if fitted is None else min(max(fitted, kink_contrast / BLUR_FIT_MAX_RATIO),
                                                         kink_contrast * BLUR_FIT_MAX_RATIO)
     return ContrastEstimate(contrast=contrast, candidates=CANDIDATES, overshoot=tuple(curve.tolist()),

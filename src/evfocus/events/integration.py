@@ -9,6 +9,13 @@ tune the baseline on the numbers it is then scored by.
 
 ``EventIntegrator(c)`` has the refocus network's call signature ``refocus(images, events)``, so it
 drops into ``focus_search`` (and anywhere else a refocus function goes) unchanged.
+
+The log is taken of what the event pixels respond to (``EventResponse``): a sensor fed the frame's stored
+values (``"gamma"``: events simulated from sRGB frames, as in efs_dev; the default) integrates in
+``log(I + log_eps)`` of those values; a photoreceptor sees linear light (``"linear"``), whose log has a dark
+offset (DVS-Voltmeter's ``k2``, 20 of 255): ``log(L + DARK_OFFSET)`` of the frame decoded to linear light.
+On our linear-response sweeps the right log gains 1.4 dB per refocused frame at ×3 sensitivity
+(docs/results.md, "Where the offset does matter").
 """
 
 from __future__ import annotations
@@ -16,15 +23,42 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from evfocus.colour import srgb_decode, srgb_encode
 from evfocus.golden import GOLDEN_RATIO
 
 RefocusPair = tuple[Tensor, Tensor, Tensor]  # image (C,H,W)|(N,C,H,W), events (B,H,W)|(N,B,H,W), target
 
 DEFAULT_CANDIDATES = tuple(float(c) for c in torch.logspace(-3, 0.5, 36, dtype=torch.float64))
+
+EventResponse = Literal["gamma", "linear"]
+EVENT_RESPONSES: tuple[EventResponse, ...] = ("gamma", "linear")
+DARK_OFFSET = 20.0 / 255.0  # DVS-Voltmeter's photoreceptor offset k2 in full-scale units: log(L + k2)
+
+
+def check_response(response: str) -> EventResponse:
+    """``response`` if it is one of ``EVENT_RESPONSES``, else a ValueError naming them."""
+    if response not in EVENT_RESPONSES:
+        raise ValueError(f"event response must be one of {list(EVENT_RESPONSES)}, got {response!r}")
+    return response  # type: ignore[return-value]
+
+
+def to_log_signal(image: Tensor, response: EventResponse = "gamma", log_eps: float = 1e-3) -> Tensor:
+    """The log of what the event pixels see in ``image`` (sRGB values in [0, 1]): see the module doc."""
+    if check_response(response) == "linear":
+        return torch.log(srgb_decode(image.clamp(0.0, 1.0)) + DARK_OFFSET)
+    return torch.log(image + log_eps)
+
+
+def from_log_signal(log_signal: Tensor, response: EventResponse = "gamma", log_eps: float = 1e-3) -> Tensor:
+    """``to_log_signal``'s inverse, clamped to [0, 1] (modifies ``log_signal`` in place)."""
+    if check_response(response) == "linear":
+        return srgb_encode(log_signal.exp_().sub_(DARK_OFFSET).clamp_(0.0, 1.0))
+    return log_signal.exp_().sub_(log_eps).clamp_(0.0, 1.0)
 
 
 def _check_pair(image: Tensor, events: Tensor) -> None:
@@ -35,15 +69,13 @@ def _check_pair(image: Tensor, events: Tensor) -> None:
         raise ValueError(f"image {tuple(image.shape)} and events {tuple(events.shape)} disagree on N, H or W")
 
 
-def _integrate_log(log_image: Tensor, event_sum: Tensor, contrast: float, log_eps: float) -> Tensor:
-    return (log_image + contrast * event_sum).exp_().sub_(log_eps).clamp_(0.0, 1.0)
-
-
-def integrate_events(image: Tensor, events: Tensor, contrast: float, log_eps: float = 1e-3) -> Tensor:
+def integrate_events(image: Tensor, events: Tensor, contrast: float, log_eps: float = 1e-3,
+                     response: EventResponse = "gamma") -> Tensor:
     """Refocus ``image`` (N,C,H,W) in [0,1] by its events (N,B,H,W): (N,C,H,W) in [0,1].
 
-    ``exp(log(I + ε) + c·Σ_B events) − ε``, clamped to [0,1]; every channel moves by the same log step
-    (events carry no colour). ``log_eps`` keeps black pixels finite. ``contrast = 0`` is the identity.
+    ``exp(log(I + ε) + c·Σ_B events) − ε``, clamped to [0,1], in the log the ``response`` names (module
+    doc); every channel moves by the same log step (events carry no colour). ``log_eps`` keeps black
+    pixels finite (``"gamma"``). ``contrast = 0`` is the identity.
     Events are signed (+1 = brighter) in the segment's direction, as ``EventFocalStack.segment`` cuts
     them, so refocusing backward in time works unchanged.
     """
@@ -51,7 +83,7 @@ def integrate_events(image: Tensor, events: Tensor, contrast: float, log_eps: fl
     if log_eps <= 0:
         raise ValueError(f"log_eps must be > 0, got {log_eps}")
     event_sum = events.sum(dim=1, keepdim=True).to(image.dtype)
-    return _integrate_log(torch.log(image + log_eps), event_sum, float(contrast), log_eps)
+    return from_log_signal(to_log_signal(image, response, log_eps) + float(contrast) * event_sum, response, log_eps)
 
 
 @dataclass(frozen=True)
@@ -60,9 +92,10 @@ class EventIntegrator:
 
     contrast: float
     log_eps: float = 1e-3
+    response: EventResponse = "gamma"
 
     def __call__(self, images: Tensor, events: Tensor) -> Tensor:
-        return integrate_events(images, events, self.contrast, self.log_eps)
+        return integrate_events(images, events, self.contrast, self.log_eps, self.response)
 
 
 def _psnr(prediction: Tensor, target: Tensor) -> Tensor:
@@ -76,6 +109,7 @@ def fit_contrast(
     candidates: Sequence[float] | None = None,
     log_eps: float = 1e-3,
     refine_iters: int = 24,
+    response: EventResponse = "gamma",
 ) -> float:
     """The contrast c maximising the mean PSNR of ``integrate_events`` over validation refocus pairs.
 
@@ -99,11 +133,11 @@ def fit_contrast(
         if tuple(target.shape) != tuple(image.shape):
             raise ValueError(f"pair {index}: target {tuple(target.shape)} must match image {tuple(image.shape)}")
         event_sum = events.sum(dim=1, keepdim=True).to(image.dtype)
-        prepared.append((torch.log(image + log_eps), event_sum, target))
+        prepared.append((to_log_signal(image, response, log_eps), event_sum, target))
 
     def score(contrast: float) -> float:
-        psnrs = [_psnr(_integrate_log(log_image, event_sum, contrast, log_eps), target)
-                 for log_image, event_sum, target in prepared]
+        psnrs = [_psnr(from_log_signal(log_signal + contrast * event_sum, response, log_eps), target)
+                 for log_signal, event_sum, target in prepared]
         return float(torch.cat(psnrs).mean())
 
     scores = [score(c) for c in grid]

@@ -185,7 +185,7 @@ def search_refocus(probe: SearchProbe, refocus: RefocusFn, image: Tensor, focal_
     by default"). Integration runs at the contrast the net uses for this sweep when it estimates one, else at
     the sweep's self-calibrated contrast (``events.contrast``).
     """
-    if probe == "net":
+    if probe == "net" or isinstance(refocus, EventIntegrator):
         return refocus
     contrast = getattr(refocus, "contrast", None)
     if contrast is None:

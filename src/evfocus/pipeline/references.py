@@ -14,9 +14,11 @@ SELF_CALIBRATION_BINS = 128  # time nodes of the focal stack the self-calibratio
 
 def self_calibrated_integrator(sweep: Sweep, device: torch.device,
                                method: ContrastMethod = DEFAULT_CONTRAST_METHOD) -> EventIntegrator:
-    """Event integration at the contrast the sweep's own frame and events give (no ground truth)."""
+    """Event integration at the contrast the sweep's own frame and events give (no ground truth), in the
+    log its sensor responds to (``Sweep.event_response``)."""
     schedule = sweep.schedule
     focal_stack = EventFocalStack.from_events(sweep.events.to(device), schedule.t_start_us, schedule.t_end_us,
                                               SELF_CALIBRATION_BINS)
+    response = sweep.event_response
     return EventIntegrator(estimate_contrast(sweep.image.to(device), focal_stack, sweep.image_time_us,
-                                             method=method).contrast)
+                                             method=method, response=response).contrast, response=response)
