@@ -175,6 +175,24 @@ def test_event_gain_starts_as_event_integration():
     assert net.event_gain.requires_grad
 
 
+def test_a_response_aware_net_starts_as_each_sensors_own_integration():
+    """At initialisation the net is event integration in the log its ``linear`` flag names per sample; a net
+    that is not response-aware integrates every sample in the frame's log."""
+    from evfocus.events.integration import integrate_events
+
+    image, events = inputs(2, 20, 28)
+    image = 0.05 + 0.9 * image
+    net = EvRefocusNet(num_bins=BINS, width=8, event_gain_init=0.07, response_aware=True)
+    linear = torch.tensor([True, False])
+    out = net(image, events, linear=linear)
+    assert torch.allclose(out[:1], integrate_events(image[:1], events[:1], 0.07, response="linear"), atol=1e-4)
+    assert torch.allclose(out[1:], integrate_events(image[1:], events[1:], 0.07, log_eps=net.log_eps), atol=1e-5)
+    out.sum().backward()
+    assert net.event_gain.grad is not None and torch.isfinite(net.event_gain.grad)
+    unaware = EvRefocusNet(num_bins=BINS, width=8, event_gain_init=0.07)
+    assert torch.allclose(unaware(image, events, linear=linear), integrate_events(image, events, 0.07), atol=1e-5)
+
+
 def test_cached_image_features_give_the_same_output():
     net = tiny_net().eval()
     perturb_head(net)

@@ -223,7 +223,7 @@ class PerSweepContrastNet(CountingRefocus):
         super().__init__(refocus)
         self.priors = []
 
-    def for_sweep(self, image, focal_stack, image_time_us, prior_contrast=None):
+    def for_sweep(self, image, focal_stack, image_time_us, prior_contrast=None, response="gamma"):
         self.priors.append(prior_contrast)
         return self
 
@@ -272,3 +272,23 @@ def test_sweep_with_an_unknown_event_response_is_refused(small_sweep):
 
     with pytest.raises(SweepError, match=r"sim-test-3: meta 'event_response' must be one of \['gamma', 'linear'\]"):
         replace(small_sweep, meta={**small_sweep.meta, "event_response": "log"})
+
+
+def test_training_contrasts_follow_the_sensor_only_for_a_response_aware_net():
+    """The contrast a response-aware net is taught and given is its sweep's sensor's own (linear light for a
+    linear sensor), and its samples are marked linear; otherwise both are in the frame's log, unmarked."""
+    from evfocus.data.contrast_fields import sweep_contrast_fields, target_contrast
+
+    cfg = load_config(None, ["sim.height=48", "sim.width=64", "sim.num_frames=24", "data.crop_size=32",
+                             "sim.event_response=linear"])
+    sweep = SweepSimulator(cfg.sim, "test").simulate(3, range(0, 24, 6))
+    assert sweep.event_response == "linear"
+    schedule = sweep.schedule
+    focal_stack = EventFocalStack.from_events(sweep.events, schedule.t_start_us, schedule.t_end_us, 64)
+    aware, plain = (sweep_contrast_fields(sweep, focal_stack, flag) for flag in (True, False))
+    assert bool(aware["linear_response"]) and not bool(plain["linear_response"])
+    assert float(aware["target_contrast"]) == pytest.approx(target_contrast(sweep, focal_stack, "linear"))
+    assert float(plain["target_contrast"]) == pytest.approx(target_contrast(sweep, focal_stack, "gamma"))
+    assert float(aware["target_contrast"]) != pytest.approx(float(plain["target_contrast"]), rel=0.05)
+    assert float(aware["prior_contrast"]) == pytest.approx(
+        estimate_contrast(sweep.image, focal_stack, sweep.image_time_us, response="linear").contrast)

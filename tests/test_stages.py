@@ -142,11 +142,13 @@ def test_checkpoints_from_before_the_event_gain_still_load(tmp_path, chain):
     content = torch.load(source, weights_only=True)
     del content["hyper_parameters"]["cfg"]["model"]["event_gain_init"]
     del content["hyper_parameters"]["cfg"]["model"]["contrast"]  # added after the event gain
+    del content["hyper_parameters"]["cfg"]["model"]["event_response_aware"]  # added later still
     del content["hyper_parameters"]["cfg"]["pipeline"]  # a section added later as well
     content["state_dict"] = {k: v for k, v in content["state_dict"].items() if not k.endswith("event_gain")}
     torch.save(content, tmp_path / "old.ckpt")
     old = load_stage_checkpoint(tmp_path / "old.ckpt", ("refocus",))
     assert old.cfg.model.event_gain_init is None and old.cfg.model.contrast is None
+    assert old.cfg.model.event_response_aware is False  # integrated every sensor in the frame's log
     assert old.cfg.pipeline.search.grid_size > 0
     net = load_weights(build_refocus_net(old.cfg), old, "refocus_net.", "refocus net")
     assert net.event_gain is None

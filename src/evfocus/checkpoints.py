@@ -147,6 +147,8 @@ def _upgraded(saved: dict[str, Any], file: Path) -> DictConfig:
         cfg = OmegaConf.create(saved)
         if "model" in cfg and "event_gain_init" not in cfg.model:
             cfg.model.event_gain_init = None  # EvRefocusNet had no event gain then
+        if "model" in cfg and "event_response_aware" not in cfg.model:
+            cfg.model.event_response_aware = False  # trained with every sensor's events in the frame's log
         return OmegaConf.merge(OmegaConf.structured(ExperimentConfig), cfg)
     except Exception as error:  # a key this version no longer knows, a changed type, or not a config at all
         raise CheckpointError(f"{file}: its config does not fit this version of evfocus: {error}") from None

@@ -177,6 +177,10 @@ class ModelConfig:
     # (events/contrast.py), "learned" = that prior corrected by models/refocus.ContrastEstimator; the
     # events are scaled by it and event_gain_init multiplies it (1.0 = plain integration at the start)
     contrast: str | None = None
+    # each sweep's events in the log its sensor responds to (its event_response, events/integration.py): the
+    # integration start and the contrast taught, estimated and scaled by; false: the frame's log for every
+    # sensor (what checkpoints saved before 2026-12-02 did, and get when loaded)
+    event_response_aware: bool = True
 
 
 @dataclass

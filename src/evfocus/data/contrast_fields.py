@@ -8,15 +8,15 @@ from torch import Tensor
 
 from evfocus.events.contrast import estimate_contrast
 from evfocus.events.focal_stack import EventFocalStack
-from evfocus.events.integration import fit_contrast
+from evfocus.events.integration import EventResponse, fit_contrast
 from evfocus.sweep import Sweep
 
 TARGET_RANGE = (0.01, 1.0)  # a sweep whose events do not help at all fits c ≈ 0: no useful target
 
 
-def target_contrast(sweep: Sweep, focal_stack: EventFocalStack) -> float:
-    """The integration contrast that best turns the frame into the sweep's rendered frames (PSNR), from
-    the frame's moment to each of them: known only for simulated sweeps, which render those frames."""
+def target_contrast(sweep: Sweep, focal_stack: EventFocalStack, response: EventResponse = "gamma") -> float:
+    """The integration contrast (in ``response``'s log) that best turns the frame into the sweep's rendered
+    frames (PSNR), from the frame's moment to each of them: known only for simulated sweeps, which render them."""
     if sweep.frames is None:
         raise ValueError(f"{sweep.name}: a target contrast needs the sweep's ground-truth frames")
     t0_us = torch.tensor([float(sweep.image_time_us)], dtype=torch.float64)
@@ -25,16 +25,21 @@ def target_contrast(sweep: Sweep, focal_stack: EventFocalStack) -> float:
              if int(t_us) != sweep.image_time_us]
     if not pairs:
         raise ValueError(f"{sweep.name}: no rendered frame away from the frame's moment")
-    return min(max(fit_contrast(pairs), TARGET_RANGE[0]), TARGET_RANGE[1])
+    return min(max(fit_contrast(pairs, response=response), TARGET_RANGE[0]), TARGET_RANGE[1])
 
 
-def sweep_contrast_fields(sweep: Sweep, focal_stack: EventFocalStack) -> dict[str, Tensor]:
-    """``sweep_bins`` (SWEEP_CONTEXT_BINS, H, W), ``prior_contrast`` and ``target_contrast`` (scalars)."""
-    prior = estimate_contrast(sweep.image, focal_stack, sweep.image_time_us).contrast
+def sweep_contrast_fields(sweep: Sweep, focal_stack: EventFocalStack,
+                          response_aware: bool = False) -> dict[str, Tensor]:
+    """``sweep_bins`` (SWEEP_CONTEXT_BINS, H, W), ``prior_contrast``, ``target_contrast`` and ``linear_response``
+    (scalars): the contrasts in the log of the sweep's sensor (``response_aware``, ``model.event_response_aware``)
+    or of the frame, and whether the refocus net integrates this sweep's events in linear light."""
+    response = sweep.event_response if response_aware else "gamma"
+    prior = estimate_contrast(sweep.image, focal_stack, sweep.image_time_us, response=response).contrast
     return {
         "sweep_bins": focal_stack.whole_sweep_bins(),
         "prior_contrast": torch.tensor(prior, dtype=torch.float32),
-        "target_contrast": torch.tensor(target_contrast(sweep, focal_stack), dtype=torch.float32),
+        "target_contrast": torch.tensor(target_contrast(sweep, focal_stack, response), dtype=torch.float32),
+        "linear_response": torch.tensor(response == "linear"),
     }
 
 

@@ -36,6 +36,7 @@ def refocus_samples(
     generator: torch.Generator,
     crop_size: int | None = None,
     flip: bool = False,
+    response_aware: bool = False,
 ) -> list[Sample]:
     """Cut one sample per pair; crops and flips are applied identically to image, events and target.
 
@@ -52,7 +53,7 @@ def refocus_samples(
 
     efs = EventFocalStack.from_events(sweep.events, sweep.schedule.t_start_us, sweep.schedule.t_end_us,
                                       num_fine_bins)
-    context = sweep_contrast_fields(sweep, efs)
+    context = sweep_contrast_fields(sweep, efs, response_aware)
     samples = []
     for i0, i1 in pairs:
         window = crop_window(generator, sweep.height, sweep.width, crop_size)
@@ -72,6 +73,7 @@ def refocus_samples(
             "sweep_bins": context["sweep_bins"][:, top:top + height, left:left + width],
             "prior_contrast": context["prior_contrast"],
             "target_contrast": context["target_contrast"],
+            "linear_response": context["linear_response"],
         }
         if flip:
             sample = random_flip(sample, generator)

@@ -45,7 +45,8 @@ def recipe(cfg: DictConfig) -> dict[str, Any]:
     data = cfg.data
     settings = {"kind": sample_kind(cfg), "data.crop_size": data.crop_size, "data.num_bins": data.num_bins,
                 "data.efs_fine_bins": data.efs_fine_bins, "data.samples_per_sweep": data.samples_per_sweep,
-                "data.flip": data.flip, "data.contrast_teacher_jitter": data.contrast_teacher_jitter}
+                "data.flip": data.flip, "data.contrast_teacher_jitter": data.contrast_teacher_jitter,
+                "model.event_response_aware": cfg.model.event_response_aware}
     if settings["kind"] == "stack":
         settings.update({"stack.max_slices": cfg.stack.max_slices, "stack.oracle_grid": cfg.stack.oracle_grid})
     return settings

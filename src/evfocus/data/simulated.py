@@ -120,12 +120,14 @@ def sweep_samples(cfg: DictConfig, simulator: SweepSimulator, kind: SampleKind, 
     if kind == "stack":
         sweep = simulator.simulate(sweep_seed, sweep_oracle_frames)
         samples = stack_samples(sweep, data.samples_per_sweep, data.efs_fine_bins, generator, cfg.stack.max_slices,
-                                cfg.stack.oracle_grid, crop_size=data.crop_size, flip=data.flip)
+                                cfg.stack.oracle_grid, crop_size=data.crop_size, flip=data.flip,
+                                response_aware=cfg.model.event_response_aware)
     else:
         pairs = random_pairs(generator, cfg.sim.num_frames, data.samples_per_sweep)
         sweep = simulator.simulate(sweep_seed, [i for pair in pairs for i in pair])
         samples = refocus_samples(sweep, pairs, data.num_bins, data.efs_fine_bins, cfg.sim.image_noise_std,
-                                  generator, crop_size=data.crop_size, flip=data.flip)
+                                  generator, crop_size=data.crop_size, flip=data.flip,
+                                  response_aware=cfg.model.event_response_aware)
     jitter = data.contrast_teacher_jitter
     return samples if jitter is None else teach_contrast(samples, jitter, generator)
 
@@ -172,7 +174,8 @@ class EvalRefocusSet(Dataset):
             pairs = eval_pairs(base_seed, split, index, cfg.sim.num_frames, data.eval_pairs_per_sweep)
             generator = torch.Generator().manual_seed(eval_sweep_seed(base_seed, split, index))
             self.samples.extend(refocus_samples(sweep, pairs, data.num_bins, data.efs_fine_bins,
-                                                cfg.sim.image_noise_std, generator))
+                                                cfg.sim.image_noise_std, generator,
+                                                response_aware=cfg.model.event_response_aware))
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -47,6 +47,7 @@ def stack_samples(
     oracle_grid: int,
     crop_size: int | None = None,
     flip: bool = False,
+    response_aware: bool = False,
 ) -> list[Sample]:
     """``count`` crops of one sweep, each with at most ``max_slices`` oracle slices (see module doc)."""
     if sweep.frames is None or sweep.aif is None or sweep.depth_m is None:
@@ -56,7 +57,7 @@ def stack_samples(
     efs = EventFocalStack.from_events(sweep.events, schedule.t_start_us, schedule.t_end_us, num_fine_bins)
     frame_pos = (sweep.frame_times_us.double() - schedule.t_start_us) / duration
     image_pos = (float(sweep.image_time_us) - schedule.t_start_us) / duration
-    context = sweep_contrast_fields(sweep, efs)
+    context = sweep_contrast_fields(sweep, efs, response_aware)
     samples = []
     for _ in range(count):
         top, left, height, width = crop_window(generator, sweep.height, sweep.width, crop_size)
@@ -78,6 +79,7 @@ def stack_samples(
             "sweep_bins": context["sweep_bins"][:, rows, cols],
             "prior_contrast": context["prior_contrast"],
             "target_contrast": context["target_contrast"],
+            "linear_response": context["linear_response"],
             "slice_frames": slice_frames,
             "slice_pos": slice_pos,
             "valid": valid,

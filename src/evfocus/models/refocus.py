@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+import kornia
 import torch
 from torch import Tensor, nn
 
 from evfocus.events.contrast import estimate_contrast
 from evfocus.events.focal_stack import SWEEP_CONTEXT_BINS, EventFocalStack
+from evfocus.events.integration import DARK_OFFSET, EventResponse
 from evfocus.models.blocks import ConvNormAct, DualEncoder, FusionDecoder, Norm, ResidualBlock, pad_to_multiple
 
 
@@ -25,6 +27,15 @@ def straight_through_clamp(x: Tensor, low: float = 0.0, high: float = 1.0) -> Te
     forward output identical in training and inference while every pixel keeps its gradient.
     """
     return x + (x.clamp(low, high) - x).detach()
+
+
+def linear_light_log_step(image: Tensor, step: Tensor, log_eps: float) -> Tensor:
+    """The change of ``log(image + log_eps)`` (N, C, H, W) when linear light plus the dark offset moves by the
+    log ``step`` (N, 1, H, W): a linear sensor's event integration in the net's log. kornia's sRGB curves,
+    since this one must pass gradients (``colour``'s are in place)."""
+    light = kornia.color.rgb_to_linear_rgb(image.clamp(0.0, 1.0))
+    light = ((light + DARK_OFFSET) * step.exp() - DARK_OFFSET).clamp(0.0, 1.0)
+    return torch.log(kornia.color.linear_rgb_to_rgb(light).clamp(0.0, 1.0) + log_eps) - torch.log(image + log_eps)
 
 
 def sweep_context(image: Tensor, sweep_bins: Tensor) -> Tensor:
@@ -97,11 +108,16 @@ class EvRefocusNet(nn.Module):
     `log I(t) = log I(t0) + c·Σ events` is added to the residual with a learned contrast `c`, so the
     net starts as event integration and learns only what the ideal model gets wrong (noise,
     thresholds, the frame's gamma, occlusion) instead of first having to learn the integration.
+
+    ``response_aware`` (our addition): that integration, and the contrast that scales the events, take the log
+    each sweep's sensor responds to — the frame's values, or linear light plus a dark offset for the samples
+    ``forward``'s ``linear`` marks (``events.integration``; on our linear-response sweeps the right log gains
+    1.4 dB per refocused frame at ×3 sensitivity). Off, every sweep is integrated in the frame's log.
     """
 
     def __init__(self, num_bins: int, image_channels: int = 3, width: int = 32, depth: int = 3,
                  norm: Norm = "group", log_eps: float = 1e-3, event_gain_init: float | None = None,
-                 contrast: ContrastSource | None = None) -> None:
+                 contrast: ContrastSource | None = None, response_aware: bool = False) -> None:
         super().__init__()
         if num_bins < 1:
             raise ValueError(f"num_bins must be >= 1, got {num_bins}")
@@ -125,6 +141,7 @@ class EvRefocusNet(nn.Module):
         if contrast is not None and event_gain_init is None:
             raise ValueError("a per-sweep contrast needs event_gain_init (the gain on it, e.g. 1.0)")
         self.contrast_source = contrast
+        self.response_aware = response_aware
         self.contrast_estimator = ContrastEstimator(image_channels) if contrast == "learned" else None
 
     def _check_inputs(self, image: Tensor, events: Tensor) -> None:
@@ -159,24 +176,28 @@ class EvRefocusNet(nn.Module):
         return self.contrast_estimator(context, prior_contrast.to(context.dtype).log())
 
     def for_sweep(self, image: Tensor, focal_stack: EventFocalStack, image_time_us: float,
-                  prior_contrast: float | None = None) -> EvRefocusNet | SweepRefocus:
+                  prior_contrast: float | None = None,
+                  response: EventResponse = "gamma") -> EvRefocusNet | SweepRefocus:
         """This net as a plain ``refocus(images, events)`` for one sweep (frame (C, H, W) and its event
         focal stack): the contrast is estimated once, here (``prior_contrast``: the non-learned
-        estimate when already computed)."""
+        estimate when already computed, in ``response``'s log). ``response``: what the sweep's sensor responds
+        to (``Sweep.event_response``), ignored unless the net is ``response_aware``."""
         if self.contrast_source is None:
             return self
-        prior = prior_contrast or estimate_contrast(image, focal_stack, image_time_us).contrast
+        response = response if self.response_aware else "gamma"
+        prior = prior_contrast or estimate_contrast(image, focal_stack, image_time_us, response=response).contrast
         log_contrast = self.estimate_log_contrast(image[None], focal_stack.whole_sweep_bins()[None],
                                                   torch.tensor([prior], device=image.device))
-        return SweepRefocus(self, log_contrast[0])
+        return SweepRefocus(self, log_contrast[0], response)
 
     def forward(self, image: Tensor, events: Tensor, image_features: list[Tensor] | None = None,
-                log_contrast: Tensor | None = None) -> Tensor:
+                log_contrast: Tensor | None = None, linear: Tensor | None = None) -> Tensor:
         """(N, C, H, W) frame in [0, 1] + (N, B, H, W) signed event bins → (N, C, H, W) refocused frame.
 
         With a contrast estimator, ``log_contrast`` (N,) or () — the sweep's, from
         ``estimate_log_contrast`` — scales the events into log-intensity steps before anything sees
-        them, so the layers work in the same units whatever the sensor's sensitivity.
+        them, so the layers work in the same units whatever the sensor's sensitivity. ``linear`` (N,) bool marks
+        the samples of linear-response sensors (used only by a ``response_aware`` net).
         """
         self._check_inputs(image, events)
         h, w = image.shape[-2:]
@@ -190,7 +211,11 @@ class EvRefocusNet(nn.Module):
                              image_features)
         residual = self.to_residual(self.head(self.decoder(skips)))[..., :h, :w]
         if self.event_gain is not None:
-            residual = residual + self.event_gain * events.sum(dim=1, keepdim=True).to(residual.dtype)
+            step = self.event_gain * events.sum(dim=1, keepdim=True).float()
+            if self.response_aware and linear is not None and bool(linear.any()):
+                linear_step = linear_light_log_step(image.float(), step, self.log_eps)
+                step = torch.where(linear.to(image.device).view(-1, 1, 1, 1), linear_step, step)
+            residual = residual + step.to(residual.dtype)
         # compose in the image's precision: under autocast the residual arrives in bf16/fp16
         refocused = image + (image + self.log_eps) * torch.expm1(residual.to(image.dtype))
         return straight_through_clamp(refocused)
@@ -199,9 +224,10 @@ class EvRefocusNet(nn.Module):
 class SweepRefocus:
     """An ``EvRefocusNet`` with one sweep's estimated contrast fixed, callable like any refocus function."""
 
-    def __init__(self, net: EvRefocusNet, log_contrast: Tensor) -> None:
+    def __init__(self, net: EvRefocusNet, log_contrast: Tensor, response: EventResponse = "gamma") -> None:
         self.net = net
         self.log_contrast = log_contrast
+        self.response = response  # the log the contrast is in; the search probes integrate in it too
 
     @property
     def contrast(self) -> float:
@@ -211,4 +237,5 @@ class SweepRefocus:
         return self.net.encode_image(image)
 
     def __call__(self, image: Tensor, events: Tensor, image_features: list[Tensor] | None = None) -> Tensor:
-        return self.net(image, events, image_features, log_contrast=self.log_contrast)
+        linear = torch.full((image.shape[0],), self.response == "linear", device=image.device)
+        return self.net(image, events, image_features, log_contrast=self.log_contrast, linear=linear)

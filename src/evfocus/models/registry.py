@@ -44,7 +44,7 @@ class ModelEntry:
 def _evrefocusnet(cfg: DictConfig) -> EvRefocusNet:
     return EvRefocusNet(num_bins=cfg.data.num_bins, width=cfg.model.width, depth=cfg.model.depth,
                         norm=cfg.model.norm, event_gain_init=cfg.model.event_gain_init,
-                        contrast=cfg.model.contrast)
+                        contrast=cfg.model.contrast, response_aware=cfg.model.event_response_aware)
 
 
 def _baseline_builder(name: str) -> Callable[[DictConfig], ImageBaseline]:

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from evfocus.events.contrast import CONTRAST_METHODS, DEFAULT_CONTRAST_METHOD, ContrastMethod, estimate_contrast
 from evfocus.events.focal_stack import EventFocalStack
-from evfocus.events.integration import EventIntegrator
+from evfocus.events.integration import EventIntegrator, EventResponse
 from evfocus.models.merge import MergeOutput, gradient_energy_merge
 from evfocus.models.runtime import Runtime, autocast, check_runtime, prepared
 from evfocus.optics import FocusSchedule
@@ -190,7 +190,7 @@ def search_refocus(probe: SearchProbe, refocus: RefocusFn, image: Tensor, focal_
     contrast = getattr(refocus, "contrast", None)
     if contrast is None:
         contrast = estimate_contrast(image, focal_stack, image_time_us, method=contrast_estimator).contrast
-    return EventIntegrator(float(contrast))
+    return EventIntegrator(float(contrast), response=getattr(refocus, "response", "gamma"))
 
 
 def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -279,11 +279,13 @@ class AIFPipeline:
         with prepared((self.refocus, self.merge), self.config.runtime):
             return self._run(sweep, device)
 
-    def _prior_contrast(self, image: Tensor, focal_stack: EventFocalStack, image_time_us: float) -> float | None:
+    def _prior_contrast(self, image: Tensor, focal_stack: EventFocalStack, image_time_us: float,
+                        response: EventResponse) -> float | None:
         """The self-calibrated contrast a per-sweep-contrast net starts from (None: the net's own default)."""
         if getattr(self.refocus, "contrast_source", None) is None:
             return None
-        return estimate_contrast(image, focal_stack, image_time_us, method=self.config.contrast_estimator).contrast
+        return estimate_contrast(image, focal_stack, image_time_us, method=self.config.contrast_estimator,
+                                 response=response).contrast
 
     def _run(self, sweep: Sweep, device: torch.device) -> AIFResult:
         cfg = self.config
@@ -296,8 +298,10 @@ class AIFPipeline:
                                                   cfg.efs_fine_bins, count_grid=cfg.search.grid_size)
         image_time_us = float(sweep.image_time_us)
         for_sweep = getattr(self.refocus, "for_sweep", None)
+        response = sweep.event_response if getattr(self.refocus, "response_aware", False) else "gamma"
         refocus = self.refocus if for_sweep is None else for_sweep(
-            image, focal_stack, image_time_us, prior_contrast=self._prior_contrast(image, focal_stack, image_time_us))
+            image, focal_stack, image_time_us,
+            prior_contrast=self._prior_contrast(image, focal_stack, image_time_us, response), response=response)
         seconds["events"] = _lap(started, device)
 
         mark = time.perf_counter()

@@ -201,7 +201,8 @@ class EventStageModule(StageModule):
         return self.cfg.loss.contrast * error
 
     def test_refocus_pairs(self, batch: Batch) -> dict[str, Any]:
-        pred = self.refocus_net(batch["image"], batch["events"], log_contrast=self.log_contrast(batch, "context_image"))
+        pred = self.refocus_net(batch["image"], batch["events"], log_contrast=self.log_contrast(batch, "context_image"),
+                                linear=batch.get("linear_response"))
         target = batch["target"].float()
         self.test_metrics.update(pred.float().clamp(0, 1), target)
         self.test_identity_metrics.update(batch["image"].float(), target)

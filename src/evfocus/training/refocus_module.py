@@ -25,11 +25,13 @@ class RefocusModule(EventStageModule):
             self.load_refocus_ckpt()  # fine-tuning: another run's (or the shipped) net instead of the identity
 
     def forward(self, batch: Batch) -> Tensor:
-        return self.refocus_net(batch["image"], batch["events"], log_contrast=self.log_contrast(batch, "context_image"))
+        return self.refocus_net(batch["image"], batch["events"], log_contrast=self.log_contrast(batch, "context_image"),
+                                linear=batch.get("linear_response"))
 
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         log_contrast = self.log_contrast(batch, "context_image")
-        pred = self.refocus_net(batch["image"], batch["events"], log_contrast=log_contrast)
+        pred = self.refocus_net(batch["image"], batch["events"], log_contrast=log_contrast,
+                                linear=batch.get("linear_response"))
         loss = self.checked_loss(pred, batch["target"])
         if self.refocus_net.contrast_estimator is not None:
             loss = loss + self.contrast_loss(log_contrast, batch)

@@ -105,7 +105,10 @@ class StackModule(EventStageModule):
         images = batch["image"][crop]
         log_contrast = self.log_contrast(batch, "image")
         log_contrast = None if log_contrast is None else log_contrast[crop]
-        return self.refocus_net(images, events, log_contrast=log_contrast).reshape(num, slices, *images.shape[1:])
+        linear = batch.get("linear_response")
+        linear = None if linear is None else linear[crop]
+        return self.refocus_net(images, events, log_contrast=log_contrast,
+                                linear=linear).reshape(num, slices, *images.shape[1:])
 
     def _stack(self, batch: Batch, slice_pos: Tensor, valid: Tensor) -> Tensor:
         if self.cfg.stage == "merge" and self.cfg.stack.teacher_forcing:
@@ -143,8 +146,10 @@ class StackModule(EventStageModule):
             image_time_us = float(focal_stack.time_us(batch["image_pos"][index]))
             search = search_config(self.crop_search, self.cfg.data.num_bins, image.shape[-2], image.shape[-1],
                                    focal_stack.t_end_us - focal_stack.t_start_us, image.device)
+            linear = "linear_response" in batch and bool(batch["linear_response"][index])
             refocus = self.refocus_net.for_sweep(image, focal_stack, image_time_us,
-                                                 float(batch["prior_contrast"][index]))
+                                                 float(batch["prior_contrast"][index]),
+                                                 response="linear" if linear else "gamma")
             _, times_us = find_slices(image, image_time_us, focal_stack, refocus, search, max_slices)
             times = focal_stack.fraction(times_us)
             positions[index, :len(times)] = times.to(positions.dtype)
