@@ -1,7 +1,9 @@
-"""A run's nets as a small weights file: ``python src/export_weights.py RUN_OR_CKPT OUT.pt [--fp32]``.
+"""A run's nets as a small weights file: ``python src/export_weights.py RUN_OR_CKPT OUT.pt [--fp32] [--refocus RUN]``.
 
 The file holds the refocus (and merge) net's weights, fp16 unless ``--fp32``, and the run's config —
 no optimizer or loop state — and loads anywhere a checkpoint does (``--ckpt`` of ``src/aif.py``).
+``--refocus`` takes the refocus net (and its ``model`` config) from another run, e.g. a refocus stage
+fine-tuned from the merge run's own refocus net, and keeps the merge run's merge net.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sys
 
 import torch
 
-from evfocus.checkpoints import CheckpointError, load_stage_checkpoint, save_weights
+from evfocus.checkpoints import CheckpointError, load_stage_checkpoint, save_weights, with_refocus_net
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,9 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", help="run folder (its best checkpoint) or .ckpt")
     parser.add_argument("out", help="weights file to write (.pt)")
     parser.add_argument("--fp32", action="store_true", help="keep float32 (default: float16, half the size)")
+    parser.add_argument("--refocus", metavar="RUN_OR_CKPT", help="take the refocus net from this run instead")
     args = parser.parse_args(argv)
     try:
         checkpoint = load_stage_checkpoint(args.checkpoint)
+        if args.refocus is not None:
+            checkpoint = with_refocus_net(checkpoint, load_stage_checkpoint(args.refocus))
         path = save_weights(checkpoint, args.out, torch.float32 if args.fp32 else torch.float16)
     except CheckpointError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")

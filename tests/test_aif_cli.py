@@ -272,6 +272,37 @@ def test_a_weights_file_loads_like_its_checkpoint_and_runs_the_cli(runs, tmp_pat
     assert json.loads((tmp_path / "out" / "scene" / "report.json").read_text())["checkpoint"]["stage"] == "merge"
 
 
+def test_a_weights_file_pairs_another_runs_refocus_net_with_the_merge_net(runs, tmp_path):
+    """``export_weights.py MERGE OUT --refocus RUN``: RUN's refocus net and model config, MERGE's merge net."""
+    from dataclasses import replace
+
+    from evfocus.checkpoints import CheckpointError, load_stage_checkpoint, with_refocus_net
+
+    content = torch.load(runs["refocus"], weights_only=True)  # a "fine-tuned" refocus run: other weights
+    content["state_dict"] = {k: v + 0.01 if k.startswith("refocus_net.") and v.is_floating_point() else v
+                             for k, v in content["state_dict"].items()}
+    content["hyper_parameters"]["cfg"]["model"]["event_gain_init"] = 0.5
+    tuned = tmp_path / "tuned.ckpt"
+    torch.save(content, tuned)
+    weights = tmp_path / "paired.pt"
+    done = subprocess.run([sys.executable, str(ROOT / "src" / "export_weights.py"), str(runs["merge"]), str(weights),
+                           "--refocus", str(tuned), "--fp32"], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    paired, merge = load_stage_checkpoint(weights), load_stage_checkpoint(runs["merge"])
+    assert paired.stage == "merge" and paired.cfg.model.event_gain_init == 0.5
+    assert paired.cfg.merge_model == merge.cfg.merge_model
+    for key, value in paired.state_dict.items():
+        source = content["state_dict"] if key.startswith("refocus_net.") else merge.state_dict
+        assert torch.equal(value, source[key].float() if value.is_floating_point() else source[key]), key
+    with pytest.raises(CheckpointError, match="a refocus net pairs with a merge or joint checkpoint"):
+        with_refocus_net(load_stage_checkpoint(tuned), load_stage_checkpoint(tuned))
+    other = load_stage_checkpoint(tuned)
+    other = replace(other, cfg=other.cfg.copy())
+    other.cfg.data.num_bins = other.cfg.data.num_bins + 1
+    with pytest.raises(CheckpointError, match=r"data.num_bins=.*but .* was trained with"):
+        with_refocus_net(merge, other)
+
+
 def test_without_ckpt_the_shipped_weights_are_used_or_their_absence_is_named(runs, tmp_path, monkeypatch, capsys):
     from evfocus.checkpoints import load_stage_checkpoint, save_weights
 

@@ -33,6 +33,7 @@ def test_the_shipped_file_is_small_weights_only_and_carries_a_valid_config():
     checkpoint = load_stage_checkpoint(DEFAULT_WEIGHTS)
     refocus, merge = load_nets(checkpoint)
     assert merge is not None and all(p.dtype == torch.float32 for p in refocus.parameters())
+    assert refocus.response_aware and checkpoint.cfg.model.event_response_aware  # each sensor in its own log
 
 
 @pytest.mark.skipif(not EFS_DEV.is_dir(), reason=f"development sweeps not found at {EFS_DEV}")

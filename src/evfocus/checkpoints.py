@@ -125,6 +125,25 @@ def _weights_file_parts(content: dict[str, Any], file: Path) -> tuple[Any, Any]:
     return content.get("cfg"), state_dict
 
 
+def with_refocus_net(checkpoint: StageCheckpoint, refocus: StageCheckpoint) -> StageCheckpoint:
+    """``checkpoint`` (merge or joint stage) with ``refocus``'s refocus net and ``model`` config instead of its own:
+    a refocus net fine-tuned alone, paired with the merge net trained on its predecessor's stacks."""
+    if checkpoint.stage not in ("merge", "joint"):
+        raise CheckpointError(f"{checkpoint.path} is a '{checkpoint.stage}' checkpoint; a refocus net pairs with a "
+                              "merge or joint checkpoint's merge net")
+    for key in ("data.num_bins", "data.efs_fine_bins"):
+        ours, theirs = OmegaConf.select(checkpoint.cfg, key), OmegaConf.select(refocus.cfg, key)
+        if ours != theirs:
+            raise CheckpointError(f"{refocus.path}: {key}={theirs}, but {checkpoint.path} was trained with {ours}")
+    nets = {key: value for key, value in refocus.state_dict.items() if key.startswith("refocus_net.")}
+    if not nets:
+        raise CheckpointError(f"{refocus.path}: no refocus net weights in this '{refocus.stage}' checkpoint")
+    state_dict = {key: value for key, value in checkpoint.state_dict.items() if not key.startswith("refocus_net.")}
+    cfg = checkpoint.cfg.copy()
+    cfg.model = refocus.cfg.model
+    return StageCheckpoint(checkpoint.path, checkpoint.stage, cfg, {**state_dict, **nets})
+
+
 def save_weights(checkpoint: StageCheckpoint, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
     """Write ``checkpoint``'s nets (floating tensors as ``dtype``) and config as a weights file.
 
