@@ -181,7 +181,11 @@ def train_step_fn(cfg) -> Callable[[dict], None]:
 
     def step(batch: dict) -> None:
         optimizer.zero_grad(set_to_none=True)
-        total, _ = loss(net(batch["image"], batch["events"]), batch["target"])
+        log_contrast = (None if net.contrast_source is None else  # the training module's step, per-sweep contrast
+                        net.estimate_log_contrast(batch["context_image"], batch["sweep_bins"], batch["prior_contrast"]))
+        prediction = net(batch["image"], batch["events"], log_contrast=log_contrast,
+                         linear=batch.get("linear_response"))
+        total, _ = loss(prediction, batch["target"])
         total.backward()
         if cfg.optim.grad_clip_norm:
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip_norm)
