@@ -50,14 +50,14 @@ def check_response(response: str) -> EventResponse:
 def to_log_signal(image: Tensor, response: EventResponse = "gamma", log_eps: float = 1e-3) -> Tensor:
     """The log of what the event pixels see in ``image`` (sRGB values in [0, 1]): see the module doc."""
     if check_response(response) == "linear":
-        return torch.log(srgb_decode(image.clamp(0.0, 1.0)) + DARK_OFFSET)
+        return torch.log(srgb_decode(image) + DARK_OFFSET)  # srgb_decode clamps to [0, 1] itself
     return torch.log(image + log_eps)
 
 
 def from_log_signal(log_signal: Tensor, response: EventResponse = "gamma", log_eps: float = 1e-3) -> Tensor:
     """``to_log_signal``'s inverse, clamped to [0, 1] (modifies ``log_signal`` in place)."""
     if check_response(response) == "linear":
-        return srgb_encode(log_signal.exp_().sub_(DARK_OFFSET).clamp_(0.0, 1.0))
+        return srgb_encode(log_signal.exp_().sub_(DARK_OFFSET))  # srgb_encode clamps to [0, 1] first
     return log_signal.exp_().sub_(log_eps).clamp_(0.0, 1.0)
 
 

@@ -237,5 +237,7 @@ class SweepRefocus:
         return self.net.encode_image(image)
 
     def __call__(self, image: Tensor, events: Tensor, image_features: list[Tensor] | None = None) -> Tensor:
-        linear = torch.full((image.shape[0],), self.response == "linear", device=image.device)
+        linear = None  # gamma: no flag, no device sync in the net's check
+        if self.response == "linear":
+            linear = torch.ones(image.shape[0], dtype=torch.bool, device=image.device)
         return self.net(image, events, image_features, log_contrast=self.log_contrast, linear=linear)
