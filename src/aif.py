@@ -7,7 +7,7 @@
         [--merge-scale N]
         [--sim-size HxW] [--format FORMAT]
     python src/aif.py ... --input EVENTS --image FRAME [--meta FILE] [--sweep-us START END]
-        [--focus-m NEAR FAR] [--image-time-us T] [--polarity-flip] --out DIR
+        [--focus-m NEAR FAR] [--image-time-us T] [--polarity-flip] [--event-response gamma|linear] --out DIR
 
 ``--input`` takes any mix of:
 
@@ -19,7 +19,7 @@
   HDF5, .aedat4, Prophesee .raw/.dat) with its frame ``--image FRAME``; its meta (the keys of a capture's
   ``meta/<name>.json``) comes from ``--meta FILE``, else ``EVENTS``' sidecar (``rec.json``/``rec.yaml`` or
   ``rec.raw.json`` beside ``rec.raw``), and the flags ``--sweep-us``, ``--focus-m``, ``--image-time-us``,
-  ``--polarity-flip`` add to it or win over it (the frame time defaults to the sweep start);
+  ``--polarity-flip``, ``--event-response`` add to it or win over it (the frame time defaults to the sweep start);
 - ``sim:SEEDS`` (``sim:1``, ``sim:0-3``, ``sim:1,5,7``): test-split sweeps of the checkpoint's own
   simulator (``--sim-size HxW`` renders them at another size).
 
@@ -59,6 +59,7 @@ from tqdm import tqdm
 
 from evfocus.events.contrast import CONTRAST_METHODS
 from evfocus.events.formats import FORMATS
+from evfocus.events.integration import EVENT_RESPONSES
 from evfocus.inference.event_file import CaptureOptions, meta_flags
 from evfocus.inference.report import summary_line
 from evfocus.inference.run import INPUT_ERRORS, load_model, pick_device, process, with_pipeline_overrides
@@ -168,12 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     single.add_argument("--image-time-us", type=int, default=None, metavar="T",
                         help="the frame's moment (default: the sweep start)")
     single.add_argument("--polarity-flip", action="store_true", help="negate every event (ON/OFF reversed)")
+    single.add_argument("--event-response", choices=EVENT_RESPONSES, default=None,
+                        help="what the event pixels respond to: gamma (the frame's stored values, as for events "
+                             "simulated from the frames; the default) or linear (linear light, as a real "
+                             "photoreceptor beside an sRGB-encoded frame); the contrast calibration and the "
+                             "integration take that log")
     return parser
 
 
 def capture_options(args: argparse.Namespace) -> CaptureOptions:
     return CaptureOptions(args.format, args.image, args.meta,
-                          meta_flags(args.sweep_us, args.focus_m, args.image_time_us, args.polarity_flip))
+                          meta_flags(args.sweep_us, args.focus_m, args.image_time_us, args.polarity_flip,
+                                     args.event_response))
 
 
 def check_options(args: argparse.Namespace) -> None:

@@ -119,7 +119,8 @@ def test_capture_folder_and_sim_with_merge_run(runs, tmp_path):
     assert Path(report["checkpoint"]["path"]).parent == runs["merge"] / "checkpoints"
     assert report["source"]["kind"] == "capture"
     assert report["source"]["files"]["events"] == str(tmp_path / "captures" / "events" / "scene.npy")
-    assert report["events"]["count"] == 3000 and report["sweep"]["t_end_us"] == SWEEP_US
+    assert report["events"]["count"] == 3000 and report["events"]["response"] == "gamma"  # the meta's default
+    assert report["sweep"]["t_end_us"] == SWEEP_US
     assert report["pipeline"]["search"]["grid_size"] == 4
     assert report["pipeline"]["search_probe"] == "integration" and report["search_contrast"] > 0  # the default
     assert report["pipeline"]["contrast_estimator"] == "blur_fit"

@@ -132,11 +132,13 @@ def test_every_format_gives_the_npy_layouts_aif_image(weights, capture, tmp_path
 def test_format_override_and_flags_win_over_the_sidecar(weights, capture, tmp_path):
     aif = load_aif_module()
     path = WRITERS["txt"][1](tmp_path / "rec.log", *events_of(capture))  # a suffix detection cannot place
-    (tmp_path / "rec.json").write_text(json.dumps({**META, "sweep_end_us": 1, "event_time_unit": "us"}))
+    (tmp_path / "rec.json").write_text(json.dumps({**META, "sweep_end_us": 1, "event_time_unit": "us",
+                                                   "event_response": "gamma"}))
     run(aif, weights, tmp_path / "out", "--input", path, "--image", capture / "blurry" / "scene.png", "--format", "txt",
-        "--sweep-us", 0, SWEEP_US, "--polarity-flip")
+        "--sweep-us", 0, SWEEP_US, "--polarity-flip", "--event-response", "linear")
     report = json.loads((tmp_path / "out" / "rec" / "report.json").read_text())
     assert report["sweep"]["t_end_us"] == SWEEP_US and "negated" in report["source"]["polarity"]
+    assert report["events"]["response"] == "linear"
 
 
 def test_event_file_errors_name_the_file_and_key(weights, capture, tmp_path, capsys):

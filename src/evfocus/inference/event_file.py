@@ -32,7 +32,7 @@ class CaptureOptions:
 
 
 def meta_flags(sweep_us: list[int] | None, focus_m: list[float] | None, image_time_us: int | None,
-               polarity_flip: bool) -> dict[str, Any]:
+               polarity_flip: bool, event_response: str | None = None) -> dict[str, Any]:
     """The command line's meta keys (only those given, so a sidecar's others stand)."""
     flags: dict[str, Any] = {}
     if sweep_us is not None:
@@ -43,6 +43,8 @@ def meta_flags(sweep_us: list[int] | None, focus_m: list[float] | None, image_ti
         flags["image_time_us"] = image_time_us
     if polarity_flip:
         flags["polarity_flip"] = True
+    if event_response is not None:
+        flags["event_response"] = event_response
     return flags
 
 

@@ -100,7 +100,7 @@ def image_only_report(sweep: Sweep, source: SweepSource, aif: Tensor, checkpoint
 def _event_summary(sweep: Sweep) -> dict[str, Any]:
     events = sweep.events
     num_on = int((events.p > 0).sum())
-    return {"count": len(events), "on": num_on, "off": len(events) - num_on,
+    return {"count": len(events), "on": num_on, "off": len(events) - num_on, "response": sweep.event_response,
             "first_us": int(events.t_us[0]) if len(events) else None,
             "last_us": int(events.t_us[-1]) if len(events) else None}
 
