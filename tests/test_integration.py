@@ -42,6 +42,16 @@ def test_fit_contrast_accepts_batched_pairs_and_custom_grid() -> None:
     assert fitted == pytest.approx(0.2, rel=0.05)
 
 
+def test_fit_contrast_scores_pairs_of_several_sizes_as_one_mean() -> None:
+    """Pairs are batched by size: the order they come in and how they are grouped must not change the fit."""
+    pairs = [ideal_pair(0.05, 0), ideal_pair(0.2, 1, size=16), ideal_pair(0.05, 2), ideal_pair(0.2, 3, size=16)]
+    fitted = fit_contrast(pairs, log_eps=LOG_EPS)
+    assert 0.05 < fitted < 0.2  # between the two sizes' own contrasts: both sizes were scored
+    assert fit_contrast(pairs[::-1], log_eps=LOG_EPS) == pytest.approx(fitted, rel=1e-6)
+    batched = [tuple(torch.stack(parts) for parts in zip(*pairs[0::2], strict=True)), *pairs[1::2]]
+    assert fit_contrast(batched, log_eps=LOG_EPS) == pytest.approx(fitted, rel=1e-6)
+
+
 def test_fit_contrast_rejects_bad_input() -> None:
     image, events, target = ideal_pair(0.2, 0)
     with pytest.raises(ValueError, match="at least one"):

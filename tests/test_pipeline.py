@@ -8,7 +8,7 @@ from evfocus.config import load_config
 from evfocus.data.stack_samples import in_focus_frames, stack_samples
 from evfocus.events.contrast import estimate_contrast
 from evfocus.events.focal_stack import EventFocalStack
-from evfocus.events.integration import EventIntegrator, integrate_events
+from evfocus.events.integration import EventIntegrator, fit_contrast, integrate_events
 from evfocus.events.stream import EventStream
 from evfocus.optics import FocusSchedule
 from evfocus.pipeline.aif import AIFPipeline, PipelineConfig, cluster_times, merge_events, refocus_stack, run_tiled
@@ -292,3 +292,9 @@ def test_training_contrasts_follow_the_sensor_only_for_a_response_aware_net():
     assert float(aware["target_contrast"]) != pytest.approx(float(plain["target_contrast"]), rel=0.05)
     assert float(aware["prior_contrast"]) == pytest.approx(
         estimate_contrast(sweep.image, focal_stack, sweep.image_time_us, response="linear").contrast)
+    # the target is fitted on every second pixel with a shorter search: the full search on every pixel agrees
+    t0_us = torch.tensor([float(sweep.image_time_us)], dtype=torch.float64)
+    every_pixel = [(sweep.image, focal_stack.segments(t0_us, t_us.view(1).double(), 1)[0], frame)
+                   for frame, t_us in zip(sweep.frames, sweep.frame_times_us, strict=True)
+                   if int(t_us) != sweep.image_time_us]
+    assert float(aware["target_contrast"]) == pytest.approx(fit_contrast(every_pixel, response="linear"), rel=0.03)

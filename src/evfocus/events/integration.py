@@ -125,7 +125,7 @@ def fit_contrast(
     grid = sorted(float(c) for c in (DEFAULT_CANDIDATES if candidates is None else candidates))
     if not grid or grid[0] <= 0:
         raise ValueError(f"candidates must be positive contrasts, got {grid}")
-    prepared = []
+    groups: dict[tuple, list[tuple[Tensor, Tensor, Tensor]]] = {}  # pairs of one shape are scored as one batch
     for index, (image, events, target) in enumerate(pairs):
         if image.ndim == 3:
             image, events, target = image[None], events[None], target[None]
@@ -133,7 +133,9 @@ def fit_contrast(
         if tuple(target.shape) != tuple(image.shape):
             raise ValueError(f"pair {index}: target {tuple(target.shape)} must match image {tuple(image.shape)}")
         event_sum = events.sum(dim=1, keepdim=True).to(image.dtype)
-        prepared.append((to_log_signal(image, response, log_eps), event_sum, target))
+        key = (tuple(image.shape[1:]), image.dtype, image.device)
+        groups.setdefault(key, []).append((to_log_signal(image, response, log_eps), event_sum, target))
+    prepared = [tuple(torch.cat(parts) for parts in zip(*group, strict=True)) for group in groups.values()]
 
     def score(contrast: float) -> float:
         psnrs = [_psnr(from_log_signal(log_signal + contrast * event_sum, response, log_eps), target)
