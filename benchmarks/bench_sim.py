@@ -1,7 +1,7 @@
 """Simulator and training-data throughput on CPU, with a per-stage breakdown.
 
 Part ``sim``: the full ``SweepSimulator.simulate`` (scene → luma frames → events → RGB frames,
-AIF, depth) at 128×128 and 256×256, 120 frames, driven through ``SimulatedRefocusStream._sweep_samples``
+AIF, depth) at 128×128 and 256×256, 120 frames, driven through ``data.simulated.sweep_samples``
 — the path the training stream takes — so the same runs give sweeps/s and refocus samples/s.
 Each repeat is a different sweep seed (scenes differ in layer count and slant); one warm-up first.
 Project target: one 256×256, 120-frame sweep (render + events) in under 1 s on 2 cores.
@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.utils.data import default_collate
 
+import evfocus.data.samples as samples_module
 import evfocus.data.simulated as simulated_module
 import evfocus.sim.simulator as simulator_module
 from evfocus.config import load_config
@@ -48,7 +49,7 @@ from evfocus.sim.simulator import SweepSimulator
 from evfocus.training.losses import ReconstructionLoss
 
 STAGES = ("scene", "luma render", "events", "rgb render", "aif+depth", "sim other",
-          "efs build", "efs segments", "cut other")
+          "efs build", "contrast fields", "efs segments", "cut other")
 
 
 class StageTimer:
@@ -56,6 +57,7 @@ class StageTimer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self._inside_exclusive = False
         self._wrap(simulator_module, "sample_scene", lambda a, k: "scene")
         self._wrap(simulator_module, "render_focal_frames",
                    lambda a, k: f"{k.get('channels', a[3] if len(a) > 3 else 'luma')} render")
@@ -66,16 +68,23 @@ class StageTimer:
         self._wrap(EventFocalStack, "from_events", lambda a, k: "efs build")
         self._wrap(EventFocalStack, "segments", lambda a, k: "efs segments")
         self._wrap(simulated_module, "refocus_samples", lambda a, k: "cut")
+        # the prior (blur fit) and the teacher contrast; the focal-stack segments they cut are counted here
+        self._wrap(samples_module, "sweep_contrast_fields", lambda a, k: "contrast fields", exclusive=True)
 
-    def _wrap(self, owner: object, name: str, stage: Callable[[tuple, dict], str]) -> None:
+    def _wrap(self, owner: object, name: str, stage: Callable[[tuple, dict], str], exclusive: bool = False) -> None:
+        """Time ``owner.name``; within an ``exclusive`` stage the other wrappers do not count."""
         is_classmethod = isinstance(inspect.getattr_static(owner, name), classmethod)
         original = getattr(owner, name)
 
         def timed(*args, **kwargs):
+            if self._inside_exclusive:
+                return original(*args, **kwargs)
             start = time.perf_counter()
+            self._inside_exclusive = exclusive
             try:
                 return original(*args, **kwargs)
             finally:
+                self._inside_exclusive = False
                 self.seconds[stage(args, kwargs)] += time.perf_counter() - start
 
         if is_classmethod:
@@ -88,7 +97,8 @@ class StageTimer:
         s, self.seconds = dict(self.seconds), defaultdict(float)
         named = ("scene", "luma render", "events", "rgb render", "aif+depth")
         s["sim other"] = s.get("simulate", 0.0) - sum(s.get(k, 0.0) for k in named)
-        s["cut other"] = s.get("cut", 0.0) - s.get("efs build", 0.0) - s.get("efs segments", 0.0)
+        s["cut other"] = s.get("cut", 0.0) - sum(s.get(k, 0.0) for k in ("efs build", "contrast fields",
+                                                                          "efs segments"))
         return s
 
 
@@ -96,12 +106,11 @@ TIMER: StageTimer  # installed by main(): the wrappers patch the simulator modul
 
 
 class SweepRunner:
-    """Timed ``_sweep_samples`` calls of one config: sweep seeds 0, 1, ... (so variants see the same scenes)."""
+    """Timed ``sweep_samples`` calls of one config: sweep seeds 0, 1, ... (so variants see the same scenes)."""
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
-        self.stream = SimulatedRefocusStream(cfg, cfg.seed)
-        self.stream.simulator = SweepSimulator(cfg.sim, "train")
+        self.simulator = SweepSimulator(cfg.sim, "train")
         self.generator = torch.Generator().manual_seed(0)
         self.index = 0
         self.samples: list[dict] = []
@@ -109,7 +118,8 @@ class SweepRunner:
     def __call__(self) -> dict[str, float]:
         TIMER.take()
         start, cpu = time.perf_counter(), time.process_time()
-        self.samples = self.stream._sweep_samples(derive_seed(self.cfg.seed, self.index), self.generator)
+        self.samples = simulated_module.sweep_samples(self.cfg, self.simulator, "refocus",
+                                                      derive_seed(self.cfg.seed, self.index), self.generator)
         total, cpu = time.perf_counter() - start, time.process_time() - cpu
         self.index += 1
         return {**TIMER.take(), "total": total, "cpu": cpu}
