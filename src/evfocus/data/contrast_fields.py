@@ -15,7 +15,7 @@ TARGET_RANGE = (0.01, 1.0)  # a sweep whose events do not help at all fits c ≈
 # The full fit was 80% of the training loader's time per quickstart sweep. This one searches only the range the
 # target is clipped to (the default grid's spacing, 21 values), refines to 0.4% in c and scores every second pixel
 # each way: within 0.5% of the full fit on average (2.7% at most, 16 quickstart sweeps), which the training
-# jitters by 20% anyway, at a quarter of the cost (benchmarks/RESULTS.md, "The per-sweep contrast fields").
+# jitters by 20% anyway, at a sixth of the cost (benchmarks/RESULTS.md, "The per-sweep contrast fields").
 TARGET_CANDIDATES = tuple(float(c) for c in torch.logspace(-2, 0, 21, dtype=torch.float64))
 TARGET_REFINE_ITERS = 12
 TARGET_PIXEL_STRIDE = 2
