@@ -23,6 +23,11 @@ net's, event integration's at the same contrast (anchored like the net's), and t
 The oracle rows pick by the ground truth: diagnosis only, never a result. Captures are compared in grey
 (BT.601 luma of sRGB, the frames' encoding).
 
+``--contrast-scales K ...`` adds a table of the slices at K times the contrast the pipeline used, the net's
+(its per-sweep contrast scaled) and integration's: whether the slices lose to the contrast or to the net
+(on efs_dev_dense the net's slices trail integration's by 1.4 dB at the estimate and lead by 0.45 dB at 1.2 times
+it; docs/results.md, "It is the contrast the net is given"). The best scale is read off the truth: diagnosis only.
+
 A second table splits the pipeline's depth AbsRel by where along the sweep each pixel is truly in focus
 (0 = the near end, 1 = the far end, in diopters, as the lens moves): the share of pixels, their AbsRel,
 what they add to the AbsRel over all pixels, and the median place the pipeline put them. It prints Markdown.
@@ -45,8 +50,9 @@ from torch import Tensor
 from evfocus.checkpoints import load_nets, load_stage_checkpoint
 from evfocus.events.integration import EventIntegrator
 from evfocus.image_scores import image_quality
+from evfocus.models.refocus import SweepRefocus
 from evfocus.optics import FocusSchedule
-from evfocus.pipeline.aif import AIFPipeline, refocus_stack
+from evfocus.pipeline.aif import AIFPipeline, AIFResult, PipelineConfig, refocus_stack
 from evfocus.pipeline.depth import normalised_diopter
 from evfocus.pipeline.settings import pipeline_config
 from evfocus.sweep import Sweep
@@ -112,6 +118,26 @@ def slice_quality(stacks: dict[str, Tensor], slice_frames: Tensor) -> dict[str, 
             for name, stack in stacks.items()}
 
 
+def contrast_scaled_slices(result: AIFResult, sweep: Sweep, config: PipelineConfig,
+                           scales: list[float]) -> dict[float, dict[str, Tensor]]:
+    """Per scale K: the net's slices at K times its per-sweep contrast and integration's at K times the same
+    contrast, at the pipeline's slice times, anchored like the pipeline's ({K: {"net", "integration"}})."""
+    if not isinstance(result.refocus, SweepRefocus):
+        raise SystemExit("--contrast-scales needs a refocus net with a per-sweep contrast (model.contrast: prior)")
+    if any(scale <= 0 for scale in scales):
+        raise SystemExit(f"--contrast-scales must be positive, got {scales}")
+    sweep_net = result.refocus
+    stacks = {}
+    for scale in scales:
+        refocus_fns = {"net": SweepRefocus(sweep_net.net, sweep_net.log_contrast + math.log(scale), sweep_net.response),
+                       "integration": EventIntegrator(scale * sweep_net.contrast, response=sweep_net.response)}
+        stacks[scale] = {name: refocus_stack(fn, sweep.image, sweep.image_time_us, result.focal_stack,
+                                             result.slice_times_us, config.search.num_bins,
+                                             anchor_sigma_px=config.anchor_sigma_px)[0]
+                         for name, fn in refocus_fns.items()}
+    return stacks
+
+
 def sweep_place(depth_m: Tensor, schedule: FocusSchedule) -> Tensor:
     """Where along the sweep each depth is in focus: 0 at the near end, 1 at the far end (diopters)."""
     return 1.0 - normalised_diopter(depth_m, schedule)
@@ -144,6 +170,8 @@ def main() -> None:
     parser.add_argument("--per-sweep", action="store_true", help="a row per sweep, not only the mean")
     parser.add_argument("--frames-from", help="captures without sweep_frames/ take this folder's, scene by scene "
                                               "(efs_dev_dense: ../shared/samples/efs_dev)")
+    parser.add_argument("--contrast-scales", type=float, nargs="*", default=[], metavar="K",
+                        help="also score the net's and integration's slices at K times the pipeline's contrast")
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = load_stage_checkpoint(args.ckpt, ("refocus", "merge", "joint"))
@@ -153,6 +181,7 @@ def main() -> None:
     print("| input | sweep | " + " | ".join(BUDGET_ROWS) + " | slices: " + " / ".join(SLICE_ROWS) + " | slices |")
     print("|---|---|" + "---|" * (len(BUDGET_ROWS) + 2))
     depth_tables: dict[str, list[list[tuple[float, ...]]]] = {}
+    scaled_rows: dict[str, list[list[float]]] = defaultdict(list)
     for text in args.input:
         rows, depth_rows = defaultdict(list), []
         for sweep, frames, frame_times in sweeps_with_frames(text, checkpoint.cfg, args.sim_sweeps, args.sim_split,
@@ -160,9 +189,10 @@ def main() -> None:
             config = pipeline_config(checkpoint.cfg, sweep)
             with torch.no_grad():
                 result = AIFPipeline(refocus, merge, config)(sweep, "cpu")
-                integrated, _ = refocus_stack(EventIntegrator(result.contrast), sweep.image, sweep.image_time_us,
-                                              result.focal_stack, result.slice_times_us, config.search.num_bins,
-                                              anchor_sigma_px=config.anchor_sigma_px)
+                response = getattr(result.refocus, "response", "gamma")
+                integrated, _ = refocus_stack(EventIntegrator(result.contrast, response=response), sweep.image,
+                                              sweep.image_time_us, result.focal_stack, result.slice_times_us,
+                                              config.search.num_bins, anchor_sigma_px=config.anchor_sigma_px)
             channels = frames.shape[1]
             slice_frames = frames[nearest(frame_times, result.slice_times_us)]
             image = as_channels(sweep.image.float(), channels)
@@ -171,6 +201,10 @@ def main() -> None:
             quality = slice_quality({"net": as_channels(result.stack, channels),
                                      "integration": as_channels(integrated, channels),
                                      "input frame": image.expand_as(slice_frames)}, slice_frames)
+            with torch.no_grad():
+                scaled = contrast_scaled_slices(result, sweep, config, args.contrast_scales)
+            scaled_rows[text].append([slice_quality({name: as_channels(stack, channels)}, slice_frames)[name]
+                                      for stacks in scaled.values() for name, stack in stacks.items()])
             row = [*gains.values(), *quality.values(), len(result.slice_times_us)]
             rows[text].append(row)
             depth_rows.append(depth_by_place(result.depth_m, sweep.depth_m.to(result.depth_m), sweep.schedule))
@@ -178,6 +212,15 @@ def main() -> None:
                 print_row(text, sweep.name, row)
         print_row(text, f"mean of {len(rows[text])}", torch.tensor(rows[text]).mean(dim=0).tolist())
         depth_tables[text] = depth_rows
+    if args.contrast_scales:
+        print("\nSlices at K times the pipeline's contrast, PSNR against the true frame at their time, mean over the "
+              "sweeps: net / integration")
+        print("| input | " + " | ".join(f"K = {scale:g}" for scale in args.contrast_scales) + " |")
+        print("|---|" + "---|" * len(args.contrast_scales))
+        for text, rows in scaled_rows.items():
+            means = torch.tensor(rows).mean(dim=0).tolist()
+            print(f"| {text} | " + " | ".join(f"{means[2 * i]:.2f} / {means[2 * i + 1]:.2f}"
+                                               for i in range(len(args.contrast_scales))) + " |")
     print("\nDepth AbsRel by where each pixel is in focus along the sweep (0 near, 1 far), mean over the sweeps: "
           "share of pixels / their AbsRel / their part of the AbsRel / median predicted place")
     print("| input | " + " | ".join(f"{low:.2f}–{high:.2f}" for low, high in itertools.pairwise(FOCUS_BINS))

@@ -10,8 +10,12 @@ import torch
 from samples import shared_samples
 from tiny import tiny_overrides
 
+from evfocus.checkpoints import DEFAULT_WEIGHTS, load_nets, load_stage_checkpoint
 from evfocus.config import load_config
+from evfocus.events.integration import EventIntegrator
 from evfocus.optics import FocusSchedule
+from evfocus.pipeline.aif import AIFPipeline, refocus_stack
+from evfocus.pipeline.settings import pipeline_config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -19,6 +23,7 @@ from aif_budget import (  # noqa: E402
     BUDGET_ROWS,
     FOCUS_BINS,
     budget,
+    contrast_scaled_slices,
     depth_by_place,
     nearest,
     sweep_place,
@@ -83,3 +88,28 @@ def test_depth_error_is_split_by_where_the_pixels_are_in_focus():
     assert sum(parts) == pytest.approx(float(far_errors.sum()) / 6, rel=1e-5)  # the rest is exact
     assert placed[-1] == pytest.approx((2.0 - 1.0) / 1.8, rel=1e-5)
     assert shares[4] == 0 and math.isnan(abs_rels[4])  # 0.8–0.95 holds nothing
+
+
+def test_contrast_scaled_slices_start_from_the_pipelines_own(tmp_path):
+    """At scale 1 the net's slices are the pipeline's stack and integration's those at the same contrast; other
+    scales change both; a net without a per-sweep contrast, or a scale <= 0, is refused by name."""
+    checkpoint = load_stage_checkpoint(DEFAULT_WEIGHTS, ("refocus", "merge", "joint"))
+    refocus, merge = load_nets(checkpoint)
+    cfg = load_config(ROOT / "configs/quickstart.yaml", tiny_overrides(tmp_path))
+    sweep, _, _ = next(sweeps_with_frames("sim:3", cfg, 1, "val"))
+    config = pipeline_config(checkpoint.cfg, sweep)
+    with torch.no_grad():
+        result = AIFPipeline(refocus, merge, config)(sweep, "cpu")
+        stacks = contrast_scaled_slices(result, sweep, config, [1.0, 1.5])
+        integrated, _ = refocus_stack(EventIntegrator(result.contrast, response=result.refocus.response),
+                                      sweep.image, sweep.image_time_us, result.focal_stack, result.slice_times_us,
+                                      config.search.num_bins, anchor_sigma_px=config.anchor_sigma_px)
+    assert torch.allclose(stacks[1.0]["net"], result.stack, atol=1e-6)
+    assert torch.allclose(stacks[1.0]["integration"], integrated, atol=1e-6)
+    for name in ("net", "integration"):
+        assert (stacks[1.5][name] - stacks[1.0][name]).abs().amax() > 1e-3
+    with pytest.raises(SystemExit, match="must be positive"):
+        contrast_scaled_slices(result, sweep, config, [0.0])
+    integration_only = AIFPipeline(EventIntegrator(0.1), None, config)(sweep, "cpu")
+    with pytest.raises(SystemExit, match="per-sweep contrast"):
+        contrast_scaled_slices(integration_only, sweep, config, [1.0])
