@@ -120,12 +120,11 @@ def slice_quality(stacks: dict[str, Tensor], slice_frames: Tensor) -> dict[str, 
 
 def contrast_scaled_slices(result: AIFResult, sweep: Sweep, config: PipelineConfig,
                            scales: list[float]) -> dict[float, dict[str, Tensor]]:
-    """Per scale K: the net's slices at K times its per-sweep contrast and integration's at K times the same
-    contrast, at the pipeline's slice times, anchored like the pipeline's ({K: {"net", "integration"}})."""
+    """Per scale K (> 0, ``positive_scale``): the net's slices at K times its per-sweep contrast and integration's
+    at K times the same contrast, at the pipeline's slice times, anchored like the pipeline's
+    ({K: {"net", "integration"}})."""
     if not isinstance(result.refocus, SweepRefocus):
         raise SystemExit("--contrast-scales needs a refocus net with a per-sweep contrast (model.contrast: prior)")
-    if any(scale <= 0 for scale in scales):
-        raise SystemExit(f"--contrast-scales must be positive, got {scales}")
     sweep_net = result.refocus
     stacks = {}
     for scale in scales:
@@ -136,6 +135,14 @@ def contrast_scaled_slices(result: AIFResult, sweep: Sweep, config: PipelineConf
                                              anchor_sigma_px=config.anchor_sigma_px)[0]
                          for name, fn in refocus_fns.items()}
     return stacks
+
+
+def positive_scale(text: str) -> float:
+    """``--contrast-scales``' type: a contrast factor must be a number above 0."""
+    scale = float(text)
+    if not scale > 0:
+        raise argparse.ArgumentTypeError(f"a contrast scale must be > 0, got {text}")
+    return scale
 
 
 def sweep_place(depth_m: Tensor, schedule: FocusSchedule) -> Tensor:
@@ -170,12 +177,14 @@ def main() -> None:
     parser.add_argument("--per-sweep", action="store_true", help="a row per sweep, not only the mean")
     parser.add_argument("--frames-from", help="captures without sweep_frames/ take this folder's, scene by scene "
                                               "(efs_dev_dense: ../shared/samples/efs_dev)")
-    parser.add_argument("--contrast-scales", type=float, nargs="*", default=[], metavar="K",
+    parser.add_argument("--contrast-scales", type=positive_scale, nargs="*", default=[], metavar="K",
                         help="also score the net's and integration's slices at K times the pipeline's contrast")
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = load_stage_checkpoint(args.ckpt, ("refocus", "merge", "joint"))
     refocus, merge = load_nets(checkpoint)
+    if args.contrast_scales and getattr(refocus, "contrast_source", None) is None:
+        parser.error(f"--contrast-scales: {checkpoint.path}'s refocus net has no per-sweep contrast to scale")
     print(f"checkpoint {checkpoint.path} (stage {checkpoint.stage}); AIF gain over the input frame, dB; "
           "slices: PSNR against the true frame at their time, dB")
     print("| input | sweep | " + " | ".join(BUDGET_ROWS) + " | slices: " + " / ".join(SLICE_ROWS) + " | slices |")

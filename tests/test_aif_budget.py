@@ -1,6 +1,7 @@
 """benchmarks/aif_budget.py: the parts swapped for the truth are scored as they should be, and the depth
 error is split by where the pixels are in focus."""
 
+import argparse
 import math
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from aif_budget import (  # noqa: E402
     contrast_scaled_slices,
     depth_by_place,
     nearest,
+    positive_scale,
     sweep_place,
     sweeps_with_frames,
 )
@@ -92,7 +94,7 @@ def test_depth_error_is_split_by_where_the_pixels_are_in_focus():
 
 def test_contrast_scaled_slices_start_from_the_pipelines_own(tmp_path):
     """At scale 1 the net's slices are the pipeline's stack and integration's those at the same contrast; other
-    scales change both; a net without a per-sweep contrast, or a scale <= 0, is refused by name."""
+    scales change both; a net without a per-sweep contrast, or a scale that is not above 0, is refused."""
     checkpoint = load_stage_checkpoint(DEFAULT_WEIGHTS, ("refocus", "merge", "joint"))
     refocus, merge = load_nets(checkpoint)
     cfg = load_config(ROOT / "configs/quickstart.yaml", tiny_overrides(tmp_path))
@@ -108,8 +110,9 @@ def test_contrast_scaled_slices_start_from_the_pipelines_own(tmp_path):
     assert torch.allclose(stacks[1.0]["integration"], integrated, atol=1e-6)
     for name in ("net", "integration"):
         assert (stacks[1.5][name] - stacks[1.0][name]).abs().amax() > 1e-3
-    with pytest.raises(SystemExit, match="must be positive"):
-        contrast_scaled_slices(result, sweep, config, [0.0])
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError, match="must be > 0"):
+            positive_scale(bad)
     integration_only = AIFPipeline(EventIntegrator(0.1), None, config)(sweep, "cpu")
     with pytest.raises(SystemExit, match="per-sweep contrast"):
         contrast_scaled_slices(integration_only, sweep, config, [1.0])
