@@ -12,6 +12,7 @@ from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.integration import DARK_OFFSET
 from evfocus.events.stream import EventStream
 from evfocus.sim.dvs import IdealParams, simulate_ideal
+from evfocus.sim.render import disk_otf
 
 SIZE, FRAMES, DURATION_US = 96, 41, 400_000
 
@@ -28,14 +29,15 @@ def _texture(seed: int) -> torch.Tensor:
 
 
 def _blurring_sweep(threshold: float, seed: int = 0, response: str = "gamma") -> tuple[torch.Tensor, EventFocalStack]:
-    """A frame at the sweep's start (blur σ 0.5 px) and ideal events of the view blurring to σ 4 px.
+    """A frame at the sweep's start (a lens's disc blur, radius 1 px) and ideal events of the view blurring to a
+    disc of radius 8 px (the renderer's disc, ``sim.render.disk_otf``, not the estimator's own kernel).
 
     The sensor sees the sRGB-encoded signal (``gamma``) or linear light with the dark offset (``linear``),
     so the right integration contrast in that response's log is ``threshold`` itself."""
     sharp = _texture(seed)
-    sigmas = torch.linspace(0.5, 4.0, FRAMES)
-    linear = torch.cat([kornia.filters.gaussian_blur2d(sharp, (25, 25), (float(s), float(s)), "reflect")
-                        for s in sigmas])[:, 0]
+    diameters_px = torch.linspace(2.0, 16.0, FRAMES)
+    spectrum = torch.fft.fft2(sharp[0, 0])
+    linear = torch.fft.ifft2(spectrum * disk_otf(diameters_px, SIZE, SIZE)).real.clamp_min(0.0)
     encoded = srgb_encode(linear)
     times_us = torch.linspace(0, DURATION_US, FRAMES).round().to(torch.int64)
     signal, log_eps = (encoded, 1e-3) if response == "gamma" else (linear, DARK_OFFSET)
@@ -69,11 +71,11 @@ def test_a_linear_sensor_is_calibrated_in_its_own_log():
     assert estimate.blur_fit == own
 
 
-def test_blur_fit_scales_with_the_sensor_where_the_kink_compresses():
+def test_blur_fit_scales_with_the_sensor():
+    """Twice the threshold, twice the fitted contrast. (The kink compresses across sensors on our simulated and
+    ray-traced sweeps, docs/results.md; on this clean disc-blurred texture it scales too.)"""
     low, high = (estimate_contrast(*_blurring_sweep(c, seed=1), 0.0, method="blur_fit") for c in (0.02, 0.04))
-    fit_error = abs(math.log(high.blur_fit / low.blur_fit / 2))
-    kink_error = abs(math.log(high.kink / low.kink / 2))
-    assert fit_error < math.log(1.25) and fit_error < kink_error
+    assert abs(math.log(high.blur_fit / low.blur_fit / 2)) < math.log(1.25), (low.blur_fit, high.blur_fit)
     for estimate in (low, high):  # the result is the fit, kept within a factor 2 of the kink
         assert estimate.kink / 2 <= estimate.contrast <= estimate.kink * 2
 
