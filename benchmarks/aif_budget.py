@@ -24,9 +24,10 @@ The oracle rows pick by the ground truth: diagnosis only, never a result. Captur
 (BT.601 luma of sRGB, the frames' encoding).
 
 ``--contrast-scales K ...`` adds a table of the slices at K times the contrast the pipeline used, the net's
-(its per-sweep contrast scaled) and integration's: whether the slices lose to the contrast or to the net
-(on efs_dev_dense, with the blur fit's former Gaussian blur, the net's slices trailed integration's by 1.4 dB at
-the estimate and led by 0.45 dB at 1.2 times it; docs/results.md, "It is the contrast the net is given"). The best scale is read off the truth: diagnosis only.
+(its per-sweep contrast scaled) and integration's: whether the slices lose to the contrast or to the net (on
+efs_dev_dense, with the blur fit's former Gaussian blur, the net's slices trailed integration's by 1.4 dB at
+the estimate and led by 0.45 dB at 1.2 times it; docs/results.md, "It is the contrast the net is given"). The
+best scale is read off the truth: diagnosis only.
 
 A second table splits the pipeline's depth AbsRel by where along the sweep each pixel is truly in focus
 (0 = the near end, 1 = the far end, in diopters, as the lens moves): the share of pixels, their AbsRel,

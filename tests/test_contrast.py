@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from evfocus.colour import srgb_encode
-from evfocus.events.contrast import blur_fit_contrast, estimate_contrast
+from evfocus.events.contrast import blur_fit_contrast, disc_kernel, estimate_contrast
 from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.integration import DARK_OFFSET
 from evfocus.events.stream import EventStream
@@ -92,3 +92,18 @@ def test_unknown_method_is_refused():
     frame, focal_stack = _blurring_sweep(0.08)
     with pytest.raises(ValueError, match="contrast method must be one of"):
         estimate_contrast(frame, focal_stack, 0.0, method="oracle")
+
+
+@pytest.mark.parametrize("radius_px", [1.4, 4.0, 16.0])
+def test_the_further_blur_is_a_disc_of_its_radius(radius_px):
+    """The blur fit's kernel: sums to 1, symmetric, flat inside (a Gaussian of the same second moment would peak at
+    twice the height), covers π·r² pixels, and its second moment is a disc's r²/2 up to the pixel grid's."""
+    kernel = disc_kernel(radius_px)[0].double()
+    half = kernel.shape[0] // 2
+    assert kernel.sum() == pytest.approx(1.0, abs=1e-6)
+    assert torch.allclose(kernel, kernel.flip(0)) and torch.allclose(kernel, kernel.T)
+    assert kernel[half, half] == kernel[half, half + math.ceil(radius_px) - 2]  # flat to a pixel inside the rim
+    assert 1 / float(kernel.max()) == pytest.approx(math.pi * radius_px**2, rel=0.05)
+    offsets = torch.arange(-half, half + 1, dtype=torch.float64)
+    second_moment = float((kernel * (offsets[:, None] ** 2 + offsets[None] ** 2)).sum())
+    assert abs(second_moment - radius_px**2 / 2) < 0.02 * radius_px**2 + 1 / 6, second_moment
