@@ -18,18 +18,17 @@ with little texture. It is the non-learned reference, and the prior of the refoc
 estimate (``models.refocus.ContrastEstimator``).
 
 The kink's overshoot statistic responds sub-linearly to the sensor: the same scene at three times the
-sensitivity needs a 3.2× smaller ``c``, the kink moves 2× (docs/results.md). ``method="blur_fit"``
-refines it with a forward model of defocus: where the sweep, at some moment, shows the frame *blurred
-further* (a tile moving away from focus), the signed events since the frame must equal
-``(log blur_r(frame) − log frame) / c`` for some disc radius r (a lens's defocus blur; a Gaussian instead errs
-more the larger the blur: the tiles' contrast rose from 0.05 to 0.16 between σ 2 and 16 px on the dense
-efs_dev shelf, and the disc estimates as close or closer on every set, docs/results.md). Per tile and time
-node the best-fitting r is kept; the tile-times that fit well (R² > BLUR_FIT_MIN_R2) give ``c`` by least
-squares. The frame's own structure sets the scale, so the estimate moves with the sensor. The blur acts in
-linear light (defocus averages photons) on the frame's grey value, read as sRGB. A frame that is the sweep's
-blurriest offers no such tiles (fewer than BLUR_FIT_MIN_TILES): the kink stands. The fit may move the
-kink by at most BLUR_FIT_MAX_RATIO either way: on some scenes it locks onto edges the frame alone does
-not predict (occlusions) and comes out far too small.
+sensitivity needs a 3.2× smaller ``c``, the kink moves 2× (docs/results.md). ``method="blur_fit"`` refines it
+with a forward model of defocus: where the sweep, at some moment, shows the frame *blurred further* (a tile
+moving away from focus), the signed events since the frame must equal ``(log blur_r(frame) − log frame) / c``
+for some disc radius r (a lens's defocus blur; chosen over Gaussians because it estimates as close or closer
+on the captures and the 260×346 validation sweeps, level on 96-px ones; with either kernel the tiles' contrast
+rises with the blur that fits them, docs/results.md). Per tile and time node the best-fitting r is kept; the
+tile-times that fit well (R² > BLUR_FIT_MIN_R2) give ``c`` by least squares. The frame's own structure sets
+the scale, so the estimate moves with the sensor. The blur acts in linear light (defocus averages photons) on
+the frame's grey value, read as sRGB. A frame that is the sweep's blurriest offers no such tiles (fewer than
+BLUR_FIT_MIN_TILES): the kink stands. The fit may move the kink by at most BLUR_FIT_MAX_RATIO either way: on
+some scenes it locks onto edges the frame alone does not predict (occlusions) and comes out far too small.
 
 Both statistics take the log the sensor responds to (``response``, ``events.integration.EventResponse``):
 the contrast they find is the step of that log per event, the one ``integrate_events`` needs with the same
