@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "further, which follows the sensor's sensitivity; 'kink' alone was the former "
                              "default (shipped model: +1.75 instead of +4.45 dB on simulated 3x-sensitivity "
                              "sweeps, 0.25 dB more on efs_dev; docs/results.md)")
+    parser.add_argument("--event-contrast", type=float, default=None, metavar="C",
+                        help="the sensor's event contrast when it is known (calibrated), instead of estimating it "
+                             "per sweep: the log step of one event, in the log the sensor responds to "
+                             "(--event-response), for a per-sweep-contrast checkpoint (the shipped model) and the "
+                             "integration probes (default: the checkpoint's pipeline.event_contrast, unset = "
+                             "estimated by --contrast-estimator); report.json records the contrast each sweep used")
     parser.add_argument("--anchor-sigma", type=float, default=None, metavar="FRACTION",
                         help="every refocused slice keeps the frame's local mean light, over a Gaussian window "
                              "whose sigma is FRACTION of the image's longer side (default: the checkpoint's "
@@ -195,6 +201,8 @@ def check_options(args: argparse.Namespace) -> None:
                          f"got {args.anchor_sigma}")
     if args.focus_sharpness is not None and not (math.isfinite(args.focus_sharpness) and args.focus_sharpness >= 0):
         raise InputError(f"--focus-sharpness must be >= 0 (0: off), got {args.focus_sharpness}")
+    if args.event_contrast is not None and not (math.isfinite(args.event_contrast) and args.event_contrast > 0):
+        raise InputError(f"--event-contrast must be a positive log step per event, got {args.event_contrast}")
     if args.merge_scale is not None and args.merge_scale < 1:
         raise InputError(f"--merge-scale must be >= 1 (1: full resolution), got {args.merge_scale}")
     if args.tile is not None and args.tile <= 2 * overlap:
@@ -208,10 +216,14 @@ def main(argv: list[str] | None = None) -> int:
         check_options(args)
         device = pick_device(args.device)
         model = load_model(args.ckpt, device)
+        fixed_gain = model.refocus is not None and getattr(model.refocus, "contrast_source", None) is None
+        if args.event_contrast is not None and fixed_gain:
+            raise InputError(f"--event-contrast: the refocus net of {model.checkpoint.path} has one global event "
+                             f"gain, not a per-sweep contrast, so it cannot take a given one")
         sources = resolve_inputs(args.input, args.name, model.checkpoint.cfg, args.sim_size, capture_options(args))
         cfg = with_pipeline_overrides(model.checkpoint.cfg, args.grid, args.max_slices, args.tile, args.runtime,
                                       args.search_probe, args.contrast_estimator, args.anchor_sigma, args.recolour,
-                                      args.focus_sharpness, args.merge_scale)
+                                      args.focus_sharpness, args.merge_scale, args.event_contrast)
         print(f"checkpoint {model.checkpoint.path} ({model.summary()}), {len(sources)} sweep(s) on {device}",
               file=sys.stderr)
         for source in tqdm(sources, desc="sweeps", unit="sweep"):

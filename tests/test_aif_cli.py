@@ -188,6 +188,8 @@ def test_bad_inputs_name_the_problem(runs, tmp_path, capsys):
         ([*merge, *inputs, "--anchor-sigma", "-0.1"], "--anchor-sigma must be a fraction >= 0"),
         ([*merge, *inputs, "--focus-sharpness", "-1"], "--focus-sharpness must be >= 0"),
         ([*merge, *inputs, "--merge-scale", "0"], "--merge-scale must be >= 1"),
+        ([*merge, *inputs, "--event-contrast", "0"], "--event-contrast must be a positive log step per event"),
+        ([*merge, *inputs, "--event-contrast", "nan"], "--event-contrast must be a positive log step per event"),
         ([*merge, *inputs, "--out", str(tmp_path / "notes.txt")], "exists and is not a folder"),
         ([*merge, "--input", str(captures / "blurry" / "scene.png"), "--grid", "50"], "50x50 search grid does not fit"),
         ([*merge, *inputs, "sim:1", "sim:1"], "both named 'sim-test-1'"),
@@ -249,6 +251,28 @@ def test_a_failed_sweep_leaves_no_folder_and_keeps_the_earlier_output(runs, tmp_
     assert sorted(path.name for path in out.iterdir()) == ["kept", "sim-test-1", "sim-test-2"]  # no partial folder
     check_outputs(out / "sim-test-1", 48, 48, frames=2)  # the sweep before the failure is complete
     assert {path.name: path.read_bytes() for path in (out / "sim-test-2").iterdir()} == earlier
+
+
+def test_a_given_event_contrast_reaches_the_net_the_probes_and_the_report(runs, tmp_path, capsys):
+    """The refocus run (model.contrast=prior, as the shipped model) takes it; the merge run's net, built with one
+    global event gain (configs/merge.yaml's model section), would ignore it, so the CLI refuses."""
+    write_capture(tmp_path / "captures", "scene")
+    aif = load_aif_module()
+    common = ["--input", str(tmp_path / "captures"), "--frames", "0", "--device", "cpu"]
+    per_sweep = ["--ckpt", str(runs["refocus"]), *common]
+    assert aif.main([*per_sweep, "--out", str(tmp_path / "given"), "--event-contrast", "0.123"]) == 0
+    given = json.loads((tmp_path / "given" / "scene" / "report.json").read_text())
+    assert given["pipeline"]["event_contrast"] == 0.123 and given["pipeline"]["search_probe"] == "integration"
+    assert given["contrast"] == pytest.approx(0.123) and given["search_contrast"] == pytest.approx(0.123)
+    assert aif.main([*per_sweep, "--out", str(tmp_path / "estimated")]) == 0
+    estimated = json.loads((tmp_path / "estimated" / "scene" / "report.json").read_text())
+    assert estimated["pipeline"]["event_contrast"] is None and estimated["contrast"] != pytest.approx(0.123)
+
+    with pytest.raises(SystemExit) as exit_info:
+        aif.main(["--ckpt", str(runs["merge"]), *common, "--out", str(tmp_path / "fixed"), "--event-contrast", "0.1"])
+    assert exit_info.value.code == 2
+    assert "has one global event gain, not a per-sweep contrast" in capsys.readouterr().err
+    assert not (tmp_path / "fixed").exists()
 
 
 def test_a_weights_file_loads_like_its_checkpoint_and_runs_the_cli(runs, tmp_path):

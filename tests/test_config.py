@@ -179,6 +179,8 @@ def test_circular_defaults(tmp_path):
     ("data.crop_size=4096", "larger than the simulated image"),
     ("data.batch_size=0", "must be positive"),
     ("sim.near_m_range=[-1.0,0.2]", "must be positive"),
+    ("pipeline.event_contrast=0", r"pipeline\.event_contrast: must be positive \(or null\), got 0"),
+    ("pipeline.event_contrast=0.2", r"pipeline\.event_contrast: model\.contrast is null"),
 ])
 def test_semantic_validation(override, message):
     with pytest.raises(ConfigError, match=message):

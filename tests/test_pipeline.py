@@ -241,6 +241,37 @@ def test_per_sweep_nets_start_from_the_configured_contrast_estimator(small_sweep
     assert net.priors == [pytest.approx(expected.contrast)]
 
 
+def test_a_given_event_contrast_replaces_the_estimate_for_the_net_and_the_probes(small_sweep, monkeypatch):
+    """A calibrated sensor's contrast reaches a per-sweep net as its prior and the integration probes, and the
+    sweep is not self-calibrated at all."""
+    import evfocus.pipeline.aif as aif
+
+    def no_estimate(*args, **kwargs):
+        raise AssertionError("the contrast was estimated although it was given")
+
+    monkeypatch.setattr(aif, "estimate_contrast", no_estimate)
+    search = SearchConfig(num_bins=4, grid_size=4, margin_px=4, tolerance_us=small_sweep.schedule.duration_us / 16,
+                          min_events=0)
+    net = PerSweepContrastNet(EventIntegrator(0.05))
+    result = AIFPipeline(net, None, PipelineConfig(search=search, efs_fine_bins=64, max_slices=3,
+                                                   search_probe="integration", event_contrast=0.123))(small_sweep)
+    assert net.priors == [0.123] and result.search_contrast == pytest.approx(0.123)
+
+
+def test_a_given_event_contrast_is_refused_where_it_would_be_ignored():
+    from evfocus.models.refocus import EvRefocusNet
+
+    search = SearchConfig(num_bins=4, grid_size=4)
+    for bad in (0.0, -0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="event_contrast must be a positive number"):
+            PipelineConfig(search=search, event_contrast=bad)
+    fixed_gain = EvRefocusNet(num_bins=4, width=8, depth=2)  # one global event gain, no per-sweep contrast
+    assert fixed_gain.contrast_source is None
+    with pytest.raises(ValueError, match="one global event gain, not a per-sweep contrast"):
+        AIFPipeline(fixed_gain, None, PipelineConfig(search=search, event_contrast=0.1))
+    AIFPipeline(fixed_gain, None, PipelineConfig(search=search))  # estimated (unused by it): fine
+
+
 def test_an_unknown_contrast_estimator_is_named():
     with pytest.raises(ValueError, match=r"contrast_estimator.*'oracle'"):
         PipelineConfig(search=SearchConfig(num_bins=4, grid_size=4), contrast_estimator="oracle")

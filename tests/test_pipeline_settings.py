@@ -51,6 +51,12 @@ def test_unset_batch_sizes_and_tiles_follow_the_device():
     assert (on_gpu.search.max_crops_per_call, on_gpu.slices_per_batch, on_gpu.tile_px) == (3, 2, 64)
 
 
+def test_a_configured_event_contrast_reaches_the_pipeline():
+    assert pipeline_config(load_config(None), sweep()).event_contrast is None  # estimated per sweep
+    given = load_config(None, ["model.contrast=prior", "pipeline.event_contrast=0.2"])
+    assert pipeline_config(given, sweep()).event_contrast == 0.2
+
+
 def test_the_joint_stage_searches_its_crops_through_the_same_builder():
     cfg = load_config(None, ["stack.oracle_grid=3", "stack.search_tolerance_fraction=0.125",
                              "pipeline.search.domain=events", "pipeline.search.margin_px=5"])

@@ -281,6 +281,10 @@ class PipelineSettings:
     # reference (events/contrast.py): the overshoot kink refined by a blur fit (blur_fit), or the kink alone
     # (shipped model: sim x3 +4.45 dB against +1.75, efs_dev 0.25 dB lower; docs/results.md)
     contrast_estimator: str = "blur_fit"
+    # the sensor's event contrast when it is known (calibrated: the log step per event, in the log the sensor
+    # responds to), used by per-sweep-contrast nets and integration probes instead of the estimate above; the
+    # integration reference of evaluations stays self-calibrated; null: estimated per sweep
+    event_contrast: float | None = None
     # every refocused slice keeps the frame's local mean light (pipeline/anchor.py): the Gaussian window's σ as
     # a fraction of the image's longer side (chosen on validation sweeps from 0.025 / 0.05 / 0.1); null: off
     anchor_sigma_fraction: float | None = 0.05
@@ -516,10 +520,13 @@ def validate(cfg: DictConfig) -> None:
     if not cfg.pipeline.merge_scale >= 1:
         raise ConfigError(f"pipeline.merge_scale: must be >= 1 (1: full resolution), got {cfg.pipeline.merge_scale}")
     for key in ("pipeline.search.tolerance_events", "pipeline.search.max_crops_per_call", "pipeline.slices_per_batch",
-                "pipeline.tile_px", "pipeline.anchor_sigma_fraction"):
+                "pipeline.tile_px", "pipeline.anchor_sigma_fraction", "pipeline.event_contrast"):
         value = OmegaConf.select(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{key}: must be positive (or null), got {value}")
+    if cfg.pipeline.event_contrast is not None and cfg.model.contrast is None:
+        raise ConfigError("pipeline.event_contrast: model.contrast is null (one global event gain), so the refocus "
+                          "net would ignore a given contrast: set model.contrast=prior, or leave event_contrast null")
     if cfg.test_ckpt is not None and cfg.ckpt_path is not None:
         raise ConfigError("test_ckpt tests a checkpoint without training and ckpt_path resumes training: set one")
     jitter = cfg.data.contrast_teacher_jitter

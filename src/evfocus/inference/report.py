@@ -69,6 +69,7 @@ def build_report(sweep: Sweep, source: SweepSource, result: AIFResult, config: P
         "num_low_event_patches": int(search.low_event_mask.sum()),
         "num_refocus_calls": result.num_refocus_calls,
         "search_refocus_calls": search.num_refocus_calls,
+        "contrast": result.contrast,
         "search_contrast": result.search_contrast,
         "seconds": seconds,
         "checkpoint": checkpoint,

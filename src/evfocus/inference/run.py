@@ -108,14 +108,16 @@ def with_pipeline_overrides(cfg: DictConfig, grid: int | None = None, max_slices
                             tile_px: int | None = None, runtime: str | None = None,
                             search_probe: str | None = None, contrast_estimator: str | None = None,
                             anchor_sigma_fraction: float | None = None, recolour: bool | None = None,
-                            focus_sharpness: float | None = None, merge_scale: int | None = None) -> DictConfig:
+                            focus_sharpness: float | None = None, merge_scale: int | None = None,
+                            event_contrast: float | None = None) -> DictConfig:
     """The checkpoint's config with the command line's changes to its ``pipeline`` section (None: keep;
     an ``anchor_sigma_fraction`` of 0 turns the anchoring off)."""
     changed = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     for key, value in (("search.grid_size", grid), ("max_slices", max_slices), ("tile_px", tile_px),
                        ("runtime", runtime), ("search.probe", search_probe),
                        ("contrast_estimator", contrast_estimator), ("recolour", recolour),
-                       ("focus_sharpness", focus_sharpness), ("merge_scale", merge_scale)):
+                       ("focus_sharpness", focus_sharpness), ("merge_scale", merge_scale),
+                       ("event_contrast", event_contrast)):
         if value is not None:
             OmegaConf.update(changed, f"pipeline.{key}", value)
     if anchor_sigma_fraction is not None:

@@ -19,6 +19,7 @@ interior points, one slice per patch (no clustering) and one full-image refocus 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -69,6 +70,7 @@ class PipelineConfig:
     runtime: Runtime = "torch"  # how the nets run (models.runtime): torch, channels_last, bf16_stack or bf16
     search_probe: SearchProbe = "net"
     contrast_estimator: ContrastMethod = DEFAULT_CONTRAST_METHOD  # self-calibration of per-sweep nets, probes
+    event_contrast: float | None = None  # a known (calibrated) contrast instead of the self-calibrated estimate
     anchor_sigma_px: float | None = None  # stack slices keep the frame's local mean light (pipeline.anchor); None: off
     recolour: bool = False  # the AIF's chroma refitted from the frame's colour lines (pipeline.recolour), RGB only
     focus_sharpness: float = 0.0  # the image's weights: the merge's × focus energy ** this (pipeline.focus); 0: off
@@ -82,6 +84,9 @@ class PipelineConfig:
         if self.contrast_estimator not in CONTRAST_METHODS:
             raise ValueError(f"contrast_estimator must be one of {CONTRAST_METHODS}, "
                              f"got {self.contrast_estimator!r}")
+        if self.event_contrast is not None and not (math.isfinite(self.event_contrast) and self.event_contrast > 0):
+            raise ValueError(f"event_contrast must be a positive number (or None: estimate it per sweep), "
+                             f"got {self.event_contrast}")
         check_runtime(self.runtime)
         for name in ("efs_fine_bins", "max_slices", "slices_per_batch"):
             if getattr(self, name) < 1:
@@ -176,18 +181,20 @@ def find_slices(image: Tensor, image_time_us: float, focal_stack: EventFocalStac
 
 
 def search_refocus(probe: SearchProbe, refocus: RefocusFn, image: Tensor, focal_stack: EventFocalStack,
-                   image_time_us: float, contrast_estimator: ContrastMethod = DEFAULT_CONTRAST_METHOD) -> RefocusFn:
+                   image_time_us: float, contrast_estimator: ContrastMethod = DEFAULT_CONTRAST_METHOD,
+                   event_contrast: float | None = None) -> RefocusFn:
     """What refocuses the search's probes: event integration without a network, or the net itself.
 
     The net's probes are most of the pipeline's time, and the image barely depends on them: integration
     probes find other times for ~40% of the patches, yet the merge, which picks each pixel's sharpest slice,
     gives the same all-in-focus image within 0.03 dB on average (docs/results.md, "Network-free search probes
     by default"). Integration runs at the contrast the net uses for this sweep when it estimates one, else at
-    the sweep's self-calibrated contrast (``events.contrast``).
+    ``event_contrast`` when the sensor's is known, else at the sweep's self-calibrated contrast
+    (``events.contrast``).
     """
     if probe == "net" or isinstance(refocus, EventIntegrator):
         return refocus
-    contrast = getattr(refocus, "contrast", None)
+    contrast = getattr(refocus, "contrast", None) or event_contrast
     if contrast is None:
         contrast = estimate_contrast(image, focal_stack, image_time_us, method=contrast_estimator).contrast
     return EventIntegrator(float(contrast), response=getattr(refocus, "response", "gamma"))
@@ -269,6 +276,11 @@ class AIFPipeline:
     """
 
     def __init__(self, refocus: RefocusFn, merge: MergeFn | None, config: PipelineConfig) -> None:
+        if (config.event_contrast is not None and getattr(refocus, "for_sweep", None) is not None
+                and getattr(refocus, "contrast_source", None) is None):
+            raise ValueError("event_contrast: this refocus net has one global event gain, not a per-sweep "
+                             "contrast, so a given contrast would be ignored (use a net trained with "
+                             "model.contrast=prior, e.g. the shipped weights)")
         self.refocus = refocus
         self.merge = merge
         self.config = config
@@ -281,9 +293,12 @@ class AIFPipeline:
 
     def _prior_contrast(self, image: Tensor, focal_stack: EventFocalStack, image_time_us: float,
                         response: EventResponse) -> float | None:
-        """The self-calibrated contrast a per-sweep-contrast net starts from (None: the net's own default)."""
+        """The contrast a per-sweep-contrast net starts from: the given one, else the self-calibrated estimate
+        (None: the net has no per-sweep contrast)."""
         if getattr(self.refocus, "contrast_source", None) is None:
             return None
+        if self.config.event_contrast is not None:
+            return self.config.event_contrast
         return estimate_contrast(image, focal_stack, image_time_us, method=self.config.contrast_estimator,
                                  response=response).contrast
 
@@ -305,7 +320,8 @@ class AIFPipeline:
         seconds["events"] = _lap(started, device)
 
         mark = time.perf_counter()
-        probe = search_refocus(cfg.search_probe, refocus, image, focal_stack, image_time_us, cfg.contrast_estimator)
+        probe = search_refocus(cfg.search_probe, refocus, image, focal_stack, image_time_us, cfg.contrast_estimator,
+                               cfg.event_contrast)
         with autocast(cfg.runtime, device, "search"):  # the nets' steps only: the rest stays float32
             search, slice_times = find_slices(image, image_time_us, focal_stack, probe, cfg.search,
                                               cfg.max_slices, cfg.mode)

@@ -67,7 +67,7 @@ def pipeline_config(cfg: DictConfig, sweep: Sweep, device: torch.device | str = 
                           merge_window_fraction=settings.merge_window_fraction, slices_per_batch=slices_per_batch,
                           tile_px=settings.tile_px or (CPU_TILE_PX if on_cpu else None), mode=mode,
                           runtime=resolve_runtime(settings.runtime, device), search_probe=settings.search.probe,
-                          contrast_estimator=settings.contrast_estimator,
+                          contrast_estimator=settings.contrast_estimator, event_contrast=settings.event_contrast,
                           anchor_sigma_px=anchor_sigma_px(settings.anchor_sigma_fraction, sweep.height, sweep.width),
                           recolour=settings.recolour, focus_sharpness=settings.focus_sharpness,
                           merge_scale=settings.merge_scale)
