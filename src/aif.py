@@ -3,8 +3,8 @@
     python src/aif.py [--ckpt RUN_DIR_OR_CKPT] --input CAPTURE_ROOT [MORE ...] --out DIR
         [--name NAME ...] [--device cuda|cpu] [--tile PX] [--grid N] [--max-slices S] [--frames F]
         [--video slices|refocus] [--runtime auto|torch|channels_last|bf16_stack|bf16] [--search-probe net|integration]
-        [--contrast-estimator kink|blur_fit] [--anchor-sigma FRACTION] [--no-recolour] [--focus-sharpness K]
-        [--merge-scale N]
+        [--contrast-estimator kink|blur_fit] [--event-contrast C] [--anchor-sigma FRACTION] [--no-recolour]
+        [--focus-sharpness K] [--merge-scale N]
         [--sim-size HxW] [--format FORMAT]
     python src/aif.py ... --input EVENTS --image FRAME [--meta FILE] [--sweep-us START END]
         [--focus-m NEAR FAR] [--image-time-us T] [--polarity-flip] [--event-response gamma|linear] --out DIR
