@@ -66,7 +66,7 @@ from evfocus.inference.run import INPUT_ERRORS, load_model, pick_device, process
 from evfocus.inference.sources import InputError, resolve_inputs
 from evfocus.inference.video import MAX_GIF_FRAMES, VIDEO_MODES
 from evfocus.models.runtime import RUNTIME_CHOICES
-from evfocus.pipeline.aif import SEARCH_PROBES, PipelineConfig
+from evfocus.pipeline.aif import SEARCH_PROBES, PipelineConfig, has_fixed_event_gain
 
 
 def positive_int(text: str) -> int:
@@ -216,8 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         check_options(args)
         device = pick_device(args.device)
         model = load_model(args.ckpt, device)
-        fixed_gain = model.refocus is not None and getattr(model.refocus, "contrast_source", None) is None
-        if args.event_contrast is not None and fixed_gain:
+        if args.event_contrast is not None and model.refocus is not None and has_fixed_event_gain(model.refocus):
             raise InputError(f"--event-contrast: the refocus net of {model.checkpoint.path} has one global event "
                              f"gain, not a per-sweep contrast, so it cannot take a given one")
         sources = resolve_inputs(args.input, args.name, model.checkpoint.cfg, args.sim_size, capture_options(args))

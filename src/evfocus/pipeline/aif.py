@@ -180,6 +180,11 @@ def find_slices(image: Tensor, image_time_us: float, focal_stack: EventFocalStac
     return found, cluster_times(found.times_us, max_slices, search.tolerance_us)
 
 
+def has_fixed_event_gain(refocus: RefocusFn) -> bool:
+    """A refocus net with one global event gain, not a per-sweep contrast: it would ignore a given contrast."""
+    return getattr(refocus, "for_sweep", None) is not None and getattr(refocus, "contrast_source", None) is None
+
+
 def search_refocus(probe: SearchProbe, refocus: RefocusFn, image: Tensor, focal_stack: EventFocalStack,
                    image_time_us: float, contrast_estimator: ContrastMethod = DEFAULT_CONTRAST_METHOD,
                    event_contrast: float | None = None) -> RefocusFn:
@@ -276,8 +281,7 @@ class AIFPipeline:
     """
 
     def __init__(self, refocus: RefocusFn, merge: MergeFn | None, config: PipelineConfig) -> None:
-        if (config.event_contrast is not None and getattr(refocus, "for_sweep", None) is not None
-                and getattr(refocus, "contrast_source", None) is None):
+        if config.event_contrast is not None and has_fixed_event_gain(refocus):
             raise ValueError("event_contrast: this refocus net has one global event gain, not a per-sweep "
                              "contrast, so a given contrast would be ignored (use a net trained with "
                              "model.contrast=prior, e.g. the shipped weights)")
