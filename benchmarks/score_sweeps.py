@@ -12,7 +12,10 @@ Per input it prints a Markdown table row per method: ``pipeline`` (the checkpoin
 network, no ground truth), and the input frame; AIF gain = PSNR(result, truth) − PSNR(frame, truth),
 PSNR and SSIM of the result (data range 1, full RGB image); depth AbsRel over every pixel with ground
 truth and over the confident ones. ``--contrasts`` adds integration at fixed contrasts (diagnosis: the
-best of them needs the ground truth to pick).
+best of them needs the ground truth to pick). ``--true-contrast-scales`` adds the pipeline with its net and
+search probes given K times each simulated sweep's true best contrast (the training's teacher) instead of the
+estimate: how much the estimate costs, and which contrast the net itself does best at (diagnosis, simulated
+inputs only).
 
 An image-only baseline's checkpoint (stage ``baseline``, issue 11) is scored the same way: its network
 turns each frame into the ``pipeline`` result; it makes no depth (—). ``--json`` also writes the means
@@ -24,6 +27,7 @@ sweep: the model card's scores (``weights/README.md``) come from it, and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -37,11 +41,14 @@ from omegaconf import OmegaConf
 
 from evfocus.checkpoints import load_baseline, load_nets, load_stage_checkpoint
 from evfocus.data.captures import list_captures, read_capture
+from evfocus.data.contrast_fields import target_contrast
+from evfocus.events.focal_stack import EventFocalStack
 from evfocus.events.integration import EventIntegrator
 from evfocus.image_scores import image_quality
-from evfocus.pipeline.aif import AIFPipeline
+from evfocus.pipeline.aif import AIFPipeline, PipelineConfig
 from evfocus.pipeline.depth import depth_scores
 from evfocus.pipeline.references import self_calibrated_integrator
+from evfocus.pipeline.search import RefocusFn
 from evfocus.pipeline.settings import pipeline_config
 from evfocus.sweep import Sweep
 
@@ -62,6 +69,26 @@ def sweeps_of(text: str, cfg, count: int, split: str = "test", all_frames: bool 
     frame_indices = range(sim_cfg.num_frames) if all_frames else ()
     for index in range(count):
         yield simulator.simulate(eval_sweep_seed(cfg.seed, split, index), frame_indices)
+
+
+def true_contrast_runs(sweep: Sweep, cfg, refocus: RefocusFn, merge, config: PipelineConfig,
+                       scales: list[float]) -> tuple[Sweep, dict[str, AIFPipeline]]:
+    """The pipeline with the net and its probes given each of ``scales`` times the simulated ``sweep``'s true best
+    contrast (``data.contrast_fields.target_contrast``, in the log the net takes; the checkpoint's
+    ``given_contrast_gain`` not applied), and the sweep without its rendered frames, which only that contrast may
+    read."""
+    if sweep.frames is None:
+        raise ValueError(f"{sweep.name}: a true contrast needs the sweep's rendered frames (simulated inputs only)")
+    response = sweep.event_response if cfg.model.event_response_aware else "gamma"
+    schedule = sweep.schedule
+    focal_stack = EventFocalStack.from_events(sweep.events, schedule.t_start_us, schedule.t_end_us,
+                                              cfg.data.efs_fine_bins)
+    contrast = target_contrast(sweep, focal_stack, response)
+    runs = {f"pipeline at {scale:g}x the true contrast":
+            AIFPipeline(refocus, merge, dataclasses.replace(config, event_contrast=scale * contrast,
+                                                            given_contrast_gain=1.0))
+            for scale in scales}
+    return dataclasses.replace(sweep, frames=None, frame_times_us=None), runs
 
 
 class ImageOnly:
@@ -91,6 +118,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the means per input and method to this file")
     parser.add_argument("--pipeline", default="", metavar="KEY=VALUE[,...]",
                         help="changes to the checkpoint's pipeline settings, e.g. search.probe=integration")
+    parser.add_argument("--true-contrast-scales", type=float, nargs="*", default=[], metavar="K",
+                        help="diagnosis: also the pipeline with its net and probes given K times each simulated "
+                             "sweep's true best contrast instead of the estimate (sim:K1 inputs only)")
     parser.add_argument("--no-integration", action="store_true", help="skip the integration reference (the same "
                         "for every checkpoint of one simulator config: score it once)")
     args = parser.parse_args()
@@ -99,6 +129,11 @@ def main() -> None:
     cfg = with_variant(checkpoint.cfg, args.pipeline)
     image_only = ImageOnly(load_baseline(checkpoint)) if checkpoint.stage == "baseline" else None
     refocus, merge = load_nets(checkpoint) if image_only is None else (None, None)
+    if args.true_contrast_scales:
+        try:
+            check_true_contrast_inputs(args.input, refocus, args.true_contrast_scales)
+        except ValueError as error:
+            parser.error(str(error))
     model = cfg.model.name if image_only is not None else checkpoint.stage
     print(f"checkpoint {checkpoint.path} (stage {checkpoint.stage}, {model}), grid {cfg.pipeline.search.grid_size}")
     print("| input | sweep | method | contrast | AIF gain (dB) | PSNR | SSIM | depth AbsRel | AbsRel confident (share) "
@@ -108,10 +143,13 @@ def main() -> None:
     per_sweep: dict[str, dict[str, dict]] = {}
     for text in args.input:
         scores = defaultdict(list)
-        for sweep in sweeps_of(text, cfg, args.sim_sweeps, args.sim_split):
+        for sweep in sweeps_of(text, cfg, args.sim_sweeps, args.sim_split, all_frames=bool(args.true_contrast_scales)):
             config = pipeline_config(cfg, sweep)
+            true_contrast = {}
+            if args.true_contrast_scales:
+                sweep, true_contrast = true_contrast_runs(sweep, cfg, refocus, merge, config, args.true_contrast_scales)
             with torch.no_grad():
-                methods = {"pipeline": image_only or AIFPipeline(refocus, merge, config)}
+                methods = {"pipeline": image_only or AIFPipeline(refocus, merge, config), **true_contrast}
                 if not args.no_integration:
                     integrator = self_calibrated_integrator(sweep, "cpu", config.contrast_estimator)
                     methods["integration"] = AIFPipeline(integrator, None, config)
@@ -143,6 +181,20 @@ def main() -> None:
                        "parameters": sum(p.numel() for p in (image_only.net.parameters() if image_only else
                                          [*refocus.parameters(), *(merge.parameters() if merge else [])])),
                        "lpips": None, "inputs": means, "per_sweep": per_sweep}, file, indent=2)
+
+
+def check_true_contrast_inputs(inputs: list[str], refocus: RefocusFn | None, scales: list[float]) -> None:
+    """``--true-contrast-scales`` needs simulated inputs (their rendered frames give the true contrast), a refocus
+    net that takes a per-sweep contrast, and positive scales: else a ValueError that names what is wrong."""
+    captures = [text for text in inputs if not text.startswith("sim:")]
+    if captures:
+        raise ValueError(f"--true-contrast-scales: {', '.join(captures)} is not simulated (sim:K1): a capture has "
+                         "no rendered frame at every moment to fit its true contrast to")
+    if getattr(refocus, "contrast_source", None) is None:
+        raise ValueError("--true-contrast-scales: the checkpoint's refocus net takes no per-sweep contrast "
+                         "(model.contrast is null, or an image-only baseline)")
+    if any(not scale > 0 for scale in scales):
+        raise ValueError(f"--true-contrast-scales: every K must be > 0, got {scales}")
 
 
 def mean_columns(rows: list[tuple]) -> list[float | None]:

@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "per sweep: the log step of one event, in the log the sensor responds to "
                              "(--event-response), for a per-sweep-contrast checkpoint (the shipped model) and the "
                              "integration probes (default: the checkpoint's pipeline.event_contrast, unset = "
-                             "estimated by --contrast-estimator); report.json records the contrast each sweep used")
+                             "estimated by --contrast-estimator); the net takes C times the checkpoint's "
+                             "pipeline.given_contrast_gain (1.3 for the shipped model, which makes its best images "
+                             "there; docs/results.md); report.json records the contrast each sweep used")
     parser.add_argument("--anchor-sigma", type=float, default=None, metavar="FRACTION",
                         help="every refocused slice keeps the frame's local mean light, over a Gaussian window "
                              "whose sigma is FRACTION of the image's longer side (default: the checkpoint's "

@@ -1,9 +1,12 @@
-"""A run's nets as a small weights file: ``python src/export_weights.py RUN_OR_CKPT OUT.pt [--fp32] [--refocus RUN]``.
+"""A run's nets as a small weights file:
+``python src/export_weights.py RUN_OR_CKPT OUT.pt [--fp32] [--refocus RUN] [--pipeline KEY=VALUE ...]``.
 
 The file holds the refocus (and merge) net's weights, fp16 unless ``--fp32``, and the run's config —
 no optimizer or loop state — and loads anywhere a checkpoint does (``--ckpt`` of ``src/aif.py``).
 ``--refocus`` takes the refocus net (and its ``model`` config) from another run, e.g. a refocus stage
-fine-tuned from the merge run's own refocus net, and keeps the merge run's merge net.
+fine-tuned from the merge run's own refocus net, and keeps the merge run's merge net. ``--pipeline`` sets
+pipeline settings chosen for these nets after training (on validation sweeps), e.g. ``given_contrast_gain=1.3``,
+so that they travel with the weights; they are checked like any config.
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ import sys
 
 import torch
 
-from evfocus.checkpoints import CheckpointError, load_stage_checkpoint, save_weights, with_refocus_net
+from evfocus.checkpoints import (
+    CheckpointError,
+    load_stage_checkpoint,
+    save_weights,
+    with_pipeline_settings,
+    with_refocus_net,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,11 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="weights file to write (.pt)")
     parser.add_argument("--fp32", action="store_true", help="keep float32 (default: float16, half the size)")
     parser.add_argument("--refocus", metavar="RUN_OR_CKPT", help="take the refocus net from this run instead")
+    parser.add_argument("--pipeline", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="pipeline settings that travel with the weights, e.g. given_contrast_gain=1.3")
     args = parser.parse_args(argv)
     try:
         checkpoint = load_stage_checkpoint(args.checkpoint)
         if args.refocus is not None:
             checkpoint = with_refocus_net(checkpoint, load_stage_checkpoint(args.refocus))
+        checkpoint = with_pipeline_settings(checkpoint, args.pipeline)
         path = save_weights(checkpoint, args.out, torch.float32 if args.fp32 else torch.float16)
     except CheckpointError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")

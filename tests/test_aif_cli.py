@@ -297,6 +297,31 @@ def test_a_weights_file_loads_like_its_checkpoint_and_runs_the_cli(runs, tmp_pat
     assert json.loads((tmp_path / "out" / "scene" / "report.json").read_text())["checkpoint"]["stage"] == "merge"
 
 
+def test_a_weights_file_carries_pipeline_settings_chosen_after_training(runs, tmp_path):
+    """``export_weights.py RUN OUT --pipeline KEY=VALUE ...``: the settings in the file's config, checked like any."""
+    from evfocus.checkpoints import CheckpointError, load_stage_checkpoint, with_pipeline_settings
+
+    weights = tmp_path / "tuned.pt"
+    done = subprocess.run([sys.executable, str(ROOT / "src" / "export_weights.py"), str(runs["merge"]), str(weights),
+                           "--pipeline", "given_contrast_gain=1.3", "search.grid_size=6"],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    exported, merge = load_stage_checkpoint(weights), load_stage_checkpoint(runs["merge"])
+    assert exported.cfg.pipeline.given_contrast_gain == 1.3 and exported.cfg.pipeline.search.grid_size == 6
+    assert merge.cfg.pipeline.given_contrast_gain == 1.0
+    exported.cfg.pipeline.given_contrast_gain = 1.0
+    exported.cfg.pipeline.search.grid_size = merge.cfg.pipeline.search.grid_size
+    assert exported.cfg == merge.cfg  # nothing else changed
+    for bad, message in (("nonsense=1", "nonsense"), ("given_contrast_gain=0", "must be positive"),
+                         ("given_contrast_gain", "expected KEY=VALUE")):
+        with pytest.raises(CheckpointError, match=message):
+            with_pipeline_settings(merge, [bad])
+    refused = subprocess.run([sys.executable, str(ROOT / "src" / "export_weights.py"), str(runs["merge"]),
+                              str(tmp_path / "refused.pt"), "--pipeline", "focus_sharpness=-1"],
+                             capture_output=True, text=True, timeout=240)
+    assert refused.returncode == 2 and "focus_sharpness" in refused.stderr and not (tmp_path / "refused.pt").exists()
+
+
 def test_a_weights_file_pairs_another_runs_refocus_net_with_the_merge_net(runs, tmp_path):
     """``export_weights.py MERGE OUT --refocus RUN``: RUN's refocus net and model config, MERGE's merge net."""
     from dataclasses import replace

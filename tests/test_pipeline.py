@@ -258,6 +258,23 @@ def test_a_given_event_contrast_replaces_the_estimate_for_the_net_and_the_probes
     assert net.priors == [0.123] and result.search_contrast == pytest.approx(0.123)
 
 
+def test_a_given_contrast_reaches_the_net_times_its_gain_and_an_estimate_does_not(small_sweep):
+    """The net is given a calibrated contrast times ``given_contrast_gain``; the self-calibrated estimate as it is."""
+    search = SearchConfig(num_bins=4, grid_size=4, margin_px=4, tolerance_us=small_sweep.schedule.duration_us / 16,
+                          min_events=0)
+    given, estimated = PerSweepContrastNet(EventIntegrator(0.05)), PerSweepContrastNet(EventIntegrator(0.05))
+    settings = dict(search=search, efs_fine_bins=64, max_slices=3, search_probe="integration", given_contrast_gain=1.3)
+    AIFPipeline(given, None, PipelineConfig(**settings, event_contrast=0.1))(small_sweep)
+    AIFPipeline(estimated, None, PipelineConfig(**settings))(small_sweep)
+    schedule = small_sweep.schedule
+    focal_stack = EventFocalStack.from_events(small_sweep.events, schedule.t_start_us, schedule.t_end_us, 64)
+    estimate = estimate_contrast(small_sweep.image, focal_stack, small_sweep.image_time_us).contrast
+    assert given.priors == [pytest.approx(0.13)] and estimated.priors == [pytest.approx(estimate)]
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="given_contrast_gain must be a positive number"):
+            PipelineConfig(search=search, event_contrast=0.1, given_contrast_gain=bad)
+
+
 def test_a_given_event_contrast_is_refused_where_it_would_be_ignored():
     from evfocus.models.refocus import EvRefocusNet
 

@@ -55,6 +55,10 @@ def test_a_configured_event_contrast_reaches_the_pipeline():
     assert pipeline_config(load_config(None), sweep()).event_contrast is None  # estimated per sweep
     given = load_config(None, ["model.contrast=prior", "pipeline.event_contrast=0.2"])
     assert pipeline_config(given, sweep()).event_contrast == 0.2
+    assert pipeline_config(given, sweep()).given_contrast_gain == 1.0
+    gained = load_config(None, ["model.contrast=prior", "pipeline.event_contrast=0.2",
+                                "pipeline.given_contrast_gain=1.3"])
+    assert pipeline_config(gained, sweep()).given_contrast_gain == 1.3
 
 
 def test_the_joint_stage_searches_its_crops_through_the_same_builder():

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from evfocus.config import ExperimentConfig
+from evfocus.config import ConfigError, ExperimentConfig, validate
 from evfocus.models.baselines import ImageBaseline
 from evfocus.models.merge import EvMergeNet
 from evfocus.models.refocus import EvRefocusNet
@@ -142,6 +142,21 @@ def with_refocus_net(checkpoint: StageCheckpoint, refocus: StageCheckpoint) -> S
     cfg = checkpoint.cfg.copy()
     cfg.model = refocus.cfg.model
     return StageCheckpoint(checkpoint.path, checkpoint.stage, cfg, {**state_dict, **nets})
+
+
+def with_pipeline_settings(checkpoint: StageCheckpoint, settings: list[str]) -> StageCheckpoint:
+    """``checkpoint`` with ``key=value`` items applied under its config's ``pipeline`` section (values parsed as
+    YAML), checked like any config: settings chosen on validation sweeps after training that belong with the nets."""
+    cfg = checkpoint.cfg.copy()
+    for item in settings:
+        if "=" not in item:
+            raise CheckpointError(f"pipeline setting {item!r}: expected KEY=VALUE, e.g. given_contrast_gain=1.3")
+        try:
+            cfg = OmegaConf.merge(cfg, {"pipeline": OmegaConf.from_dotlist([item])})
+            validate(cfg)
+        except (ConfigError, OmegaConfBaseException) as error:
+            raise CheckpointError(f"pipeline setting {item!r}: {error}".splitlines()[0]) from None
+    return StageCheckpoint(checkpoint.path, checkpoint.stage, cfg, checkpoint.state_dict)
 
 
 def save_weights(checkpoint: StageCheckpoint, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:

@@ -71,6 +71,7 @@ class PipelineConfig:
     search_probe: SearchProbe = "net"
     contrast_estimator: ContrastMethod = DEFAULT_CONTRAST_METHOD  # self-calibration of per-sweep nets, probes
     event_contrast: float | None = None  # a known (calibrated) contrast instead of the self-calibrated estimate
+    given_contrast_gain: float = 1.0  # a per-sweep-contrast net takes event_contrast times this (not the estimate)
     anchor_sigma_px: float | None = None  # stack slices keep the frame's local mean light (pipeline.anchor); None: off
     recolour: bool = False  # the AIF's chroma refitted from the frame's colour lines (pipeline.recolour), RGB only
     focus_sharpness: float = 0.0  # the image's weights: the merge's × focus energy ** this (pipeline.focus); 0: off
@@ -87,6 +88,8 @@ class PipelineConfig:
         if self.event_contrast is not None and not (math.isfinite(self.event_contrast) and self.event_contrast > 0):
             raise ValueError(f"event_contrast must be a positive number (or None: estimate it per sweep), "
                              f"got {self.event_contrast}")
+        if not (math.isfinite(self.given_contrast_gain) and self.given_contrast_gain > 0):
+            raise ValueError(f"given_contrast_gain must be a positive number, got {self.given_contrast_gain}")
         check_runtime(self.runtime)
         for name in ("efs_fine_bins", "max_slices", "slices_per_batch"):
             if getattr(self, name) < 1:
@@ -297,12 +300,12 @@ class AIFPipeline:
 
     def _prior_contrast(self, image: Tensor, focal_stack: EventFocalStack, image_time_us: float,
                         response: EventResponse) -> float | None:
-        """The contrast a per-sweep-contrast net starts from: the given one, else the self-calibrated estimate
-        (None: the net has no per-sweep contrast)."""
+        """The contrast a per-sweep-contrast net starts from: the given one times ``given_contrast_gain``, else the
+        self-calibrated estimate (None: the net has no per-sweep contrast)."""
         if getattr(self.refocus, "contrast_source", None) is None:
             return None
         if self.config.event_contrast is not None:
-            return self.config.event_contrast
+            return self.config.event_contrast * self.config.given_contrast_gain
         return estimate_contrast(image, focal_stack, image_time_us, method=self.config.contrast_estimator,
                                  response=response).contrast
 

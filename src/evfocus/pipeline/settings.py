@@ -68,6 +68,7 @@ def pipeline_config(cfg: DictConfig, sweep: Sweep, device: torch.device | str = 
                           tile_px=settings.tile_px or (CPU_TILE_PX if on_cpu else None), mode=mode,
                           runtime=resolve_runtime(settings.runtime, device), search_probe=settings.search.probe,
                           contrast_estimator=settings.contrast_estimator, event_contrast=settings.event_contrast,
+                          given_contrast_gain=settings.given_contrast_gain,
                           anchor_sigma_px=anchor_sigma_px(settings.anchor_sigma_fraction, sweep.height, sweep.width),
                           recolour=settings.recolour, focus_sharpness=settings.focus_sharpness,
                           merge_scale=settings.merge_scale)
