@@ -312,7 +312,7 @@ def test_a_weights_file_carries_pipeline_settings_chosen_after_training(runs, tm
     exported.cfg.pipeline.given_contrast_gain = 1.0
     exported.cfg.pipeline.search.grid_size = merge.cfg.pipeline.search.grid_size
     assert exported.cfg == merge.cfg  # nothing else changed
-    for bad, message in (("nonsense=1", "nonsense"), ("given_contrast_gain=0", "must be positive"),
+    for bad, message in (("nonsense=1", "nonsense"), ("given_contrast_gain=0", "must be a positive number"),
                          ("given_contrast_gain", "expected KEY=VALUE")):
         with pytest.raises(CheckpointError, match=message):
             with_pipeline_settings(merge, [bad])

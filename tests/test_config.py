@@ -181,7 +181,8 @@ def test_circular_defaults(tmp_path):
     ("sim.near_m_range=[-1.0,0.2]", "must be positive"),
     ("pipeline.event_contrast=0", r"pipeline\.event_contrast: must be positive \(or null\), got 0"),
     ("pipeline.event_contrast=0.2", r"pipeline\.event_contrast: model\.contrast is null"),
-    ("pipeline.given_contrast_gain=0", r"pipeline\.given_contrast_gain: must be positive \(or null\), got 0"),
+    ("pipeline.given_contrast_gain=0", r"pipeline\.given_contrast_gain: must be a positive number, got 0"),
+    ("pipeline.given_contrast_gain=nan", r"pipeline\.given_contrast_gain: must be a positive number, got nan"),
 ])
 def test_semantic_validation(override, message):
     with pytest.raises(ConfigError, match=message):

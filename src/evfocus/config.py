@@ -526,11 +526,13 @@ def validate(cfg: DictConfig) -> None:
     if not cfg.pipeline.merge_scale >= 1:
         raise ConfigError(f"pipeline.merge_scale: must be >= 1 (1: full resolution), got {cfg.pipeline.merge_scale}")
     for key in ("pipeline.search.tolerance_events", "pipeline.search.max_crops_per_call", "pipeline.slices_per_batch",
-                "pipeline.tile_px", "pipeline.anchor_sigma_fraction", "pipeline.event_contrast",
-                "pipeline.given_contrast_gain"):
+                "pipeline.tile_px", "pipeline.anchor_sigma_fraction", "pipeline.event_contrast"):
         value = OmegaConf.select(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{key}: must be positive (or null), got {value}")
+    gain = cfg.pipeline.given_contrast_gain
+    if not (math.isfinite(gain) and gain > 0):
+        raise ConfigError(f"pipeline.given_contrast_gain: must be a positive number, got {gain}")
     if cfg.pipeline.event_contrast is not None and cfg.model.contrast is None:
         raise ConfigError("pipeline.event_contrast: model.contrast is null (one global event gain), so the refocus "
                           "net would ignore a given contrast: set model.contrast=prior, or leave event_contrast null")
