@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from evfocus.checkpoints import load_nets, load_stage_checkpoint
+from evfocus.config import with_pipeline_changes
 from evfocus.data.captures import list_captures, read_capture
 from evfocus.data.simulated import build_eval_sweeps
 from evfocus.image_scores import image_quality
@@ -37,10 +38,7 @@ from evfocus.sweep import Sweep
 def with_variant(cfg: DictConfig, text: str) -> DictConfig:
     """``cfg`` with ``key=value,key=value`` applied under ``pipeline`` (dotted keys, values parsed as YAML:
     ``anchor_sigma_fraction=null`` sets None), type-checked by the config's schema."""
-    changed = OmegaConf.merge(cfg, {})
-    for item in (item for item in text.split(",") if item):
-        changed = OmegaConf.merge(changed, {"pipeline": OmegaConf.from_dotlist([item])})
-    return changed
+    return with_pipeline_changes(OmegaConf.merge(cfg, {}), [item for item in text.split(",") if item])
 
 
 def run(cfg: DictConfig, refocus, merge, sweep: Sweep) -> tuple[AIFResult, float]:

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from evfocus.config import ConfigError, ExperimentConfig, validate
+from evfocus.config import ConfigError, ExperimentConfig, validate, with_pipeline_changes
 from evfocus.models.baselines import ImageBaseline
 from evfocus.models.merge import EvMergeNet
 from evfocus.models.refocus import EvRefocusNet
@@ -147,12 +147,10 @@ def with_refocus_net(checkpoint: StageCheckpoint, refocus: StageCheckpoint) -> S
 def with_pipeline_settings(checkpoint: StageCheckpoint, settings: list[str]) -> StageCheckpoint:
     """``checkpoint`` with ``key=value`` items applied under its config's ``pipeline`` section (values parsed as
     YAML), checked like any config: settings chosen on validation sweeps after training that belong with the nets."""
-    cfg = checkpoint.cfg.copy()
+    cfg = checkpoint.cfg
     for item in settings:
-        if "=" not in item:
-            raise CheckpointError(f"pipeline setting {item!r}: expected KEY=VALUE, e.g. given_contrast_gain=1.3")
         try:
-            cfg = OmegaConf.merge(cfg, {"pipeline": OmegaConf.from_dotlist([item])})
+            cfg = with_pipeline_changes(cfg, [item])
             validate(cfg)
         except (ConfigError, OmegaConfBaseException) as error:
             raise CheckpointError(f"pipeline setting {item!r}: {error}".splitlines()[0]) from None

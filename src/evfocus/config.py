@@ -484,6 +484,16 @@ def _check_finite(values: Any, key: str) -> None:
         raise ConfigError(f"{key}: must be a finite number, got {values}")
 
 
+def with_pipeline_changes(cfg: DictConfig, items: list[str]) -> DictConfig:
+    """``cfg`` with ``key=value`` items (dotted keys, values parsed as YAML: ``null`` is None) applied under its
+    ``pipeline`` section, type-checked by the schema (an unknown key raises OmegaConf's error); not validated."""
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"pipeline setting {item!r}: expected KEY=VALUE, e.g. given_contrast_gain=1.3")
+        cfg = OmegaConf.merge(cfg, {"pipeline": OmegaConf.from_dotlist([item])})
+    return cfg
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks the schema's types cannot express: choices, ranges, positivity, relations, trainer options."""
     for key, allowed in CHOICES.items():
