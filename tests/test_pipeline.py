@@ -21,11 +21,27 @@ def test_cluster_times_merges_neighbours_and_keeps_distinct_times():
     assert cluster_times(times, 8, 20.0).tolist() == pytest.approx([105.0, 500.0, 901.0])
 
 
-def test_cluster_times_folds_into_at_most_max_slices():
+def test_cluster_times_folds_into_max_slices():
     times = torch.arange(0, 6400, 100, dtype=torch.float64)  # 64 distinct patch times
     slices = cluster_times(times, 5, 10.0)
-    assert len(slices) <= 5 and torch.all(torch.diff(slices) > 0)
+    assert len(slices) == 5 and torch.all(torch.diff(slices) > 0)
     assert slices.min() >= 0 and slices.max() <= 6300
+
+
+def test_cluster_times_keeps_max_slices_when_many_patches_share_a_time():
+    # a background of 40 patches at one time, 10 at another, 14 spread over the sweep: the former k-means,
+    # started at quantiles of the patch times, collapsed these to 4 slices
+    times = torch.tensor([100.0] * 40 + [500.0] * 10 + [900.0 + 400 * k for k in range(14)])
+    slices = cluster_times(times, 8, 10.0)
+    assert len(slices) == 8 and torch.all(torch.diff(slices) > 0)
+    assert 100.0 in slices.tolist()  # the background's own time: merging it would move 40 patches
+
+
+def test_cluster_times_merges_the_pair_that_moves_the_fewest_patches_the_least():
+    # 0 ×20, 30 ×20, 100 ×1: the closest pair (0, 30) would move twenty patches 15 µs each (Ward cost 9000);
+    # folding the lone patch at 100 into 30 moves it 67 µs and twenty patches 3 µs (4667): cheaper
+    times = torch.tensor([0.0] * 20 + [30.0] * 20 + [100.0])
+    assert cluster_times(times, 2, 1.0).tolist() == pytest.approx([0.0, 700.0 / 21])
 
 
 def test_cluster_times_rejects_bad_input():

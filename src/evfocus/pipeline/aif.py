@@ -136,11 +136,14 @@ class AIFResult:
 
 
 def cluster_times(times_us: Tensor, max_slices: int, min_separation_us: float) -> Tensor:
-    """Distinct slice times (S,) ascending, S ≤ ``max_slices``, from the found patch times.
+    """Distinct slice times (S,) ascending, S = min(``max_slices``, the number of distinct times), from the
+    found patch times.
 
-    Times closer than ``min_separation_us`` (the search tolerance: the search cannot tell them
-    apart) merge into their mean; if more clusters remain than ``max_slices``, a 1-D k-means
-    started at evenly spaced quantiles folds them into ``max_slices`` (weighted by patch count).
+    Times closer than ``min_separation_us`` (the search tolerance: the search cannot tell them apart) merge
+    into their mean; while more remain than ``max_slices``, the two neighbours whose merge moves the fewest
+    patches the least (Ward's criterion: the k-means cost it adds) merge into their patch-weighted mean.
+    A k-means started at quantiles of the patch times, the former rule, collapsed to 3–5 slices when many
+    patches shared one time (docs/results.md, "Slices that cover the sweep").
     """
     if max_slices < 1:
         raise ValueError(f"max_slices must be >= 1, got {max_slices}")
@@ -150,22 +153,17 @@ def cluster_times(times_us: Tensor, max_slices: int, min_separation_us: float) -
     breaks = torch.diff(values) > min_separation_us
     cluster = torch.cat([values.new_zeros(1, dtype=torch.int64), breaks.cumsum(0)])
     count = int(cluster[-1]) + 1
-    centres = torch.zeros(count, dtype=torch.float64, device=values.device).index_add_(0, cluster, values)
+    totals = torch.zeros(count, dtype=torch.float64, device=values.device).index_add_(0, cluster, values)
     sizes = torch.bincount(cluster, minlength=count).to(torch.float64)
-    centres = centres / sizes
-    if count <= max_slices:
-        return centres
-    quantiles = torch.linspace(0, 1, max_slices, dtype=torch.float64, device=values.device)
-    means = torch.quantile(values, quantiles)
-    for _ in range(50):
-        nearest = (centres[:, None] - means[None]).abs().argmin(dim=1)
-        weight = torch.zeros_like(means).index_add_(0, nearest, sizes)
-        total = torch.zeros_like(means).index_add_(0, nearest, centres * sizes)
-        updated = torch.where(weight > 0, total / weight.clamp_min(1e-12), means)
-        if torch.equal(updated, means):
-            break
-        means = updated
-    return means[torch.bincount(nearest, minlength=max_slices) > 0].sort().values
+    centres, sizes = (totals / sizes).tolist(), sizes.tolist()
+    while len(centres) > max_slices:
+        cheapest = min(range(len(centres) - 1), key=lambda i: (centres[i + 1] - centres[i]) ** 2
+                       * sizes[i] * sizes[i + 1] / (sizes[i] + sizes[i + 1]))
+        size = sizes[cheapest] + sizes[cheapest + 1]
+        centres[cheapest] = (centres[cheapest] * sizes[cheapest] + centres[cheapest + 1] * sizes[cheapest + 1]) / size
+        sizes[cheapest] = size
+        del centres[cheapest + 1], sizes[cheapest + 1]
+    return torch.tensor(centres, dtype=torch.float64, device=values.device)
 
 
 def find_slices(image: Tensor, image_time_us: float, focal_stack: EventFocalStack, refocus: RefocusFn,
