@@ -237,6 +237,15 @@ def test_scene_keys_reach_the_simulators_scene_config(tmp_path, override, field,
     assert scene_cfg.min_layers == 1  # the YAML layer reaches it too
 
 
+def test_excluded_photos_reach_the_simulators_textures():
+    from evfocus.sim.simulator import SweepSimulator
+
+    cfg = load_config(None, ["sim.excluded_photos=[coffee,chelsea]"])
+    names = SweepSimulator(cfg.sim, "train").textures.photo_names
+    assert names and "coffee" not in names and "chelsea" not in names
+    assert {"coffee", "chelsea"} <= set(SweepSimulator(load_config(None, []).sim, "train").textures.photo_names)
+
+
 def test_zero_occluders_is_a_valid_scene_and_simulates():
     from evfocus.sim.simulator import SweepSimulator
 

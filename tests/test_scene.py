@@ -143,6 +143,24 @@ def test_texture_draws_only_photos_of_their_split(monkeypatch):
     assert requested and all(photo_split(name) == "test" for name in requested)
 
 
+def test_excluded_photos_are_never_drawn(monkeypatch):
+    requested = set()
+    load = textures_module._load_photo
+    monkeypatch.setattr(textures_module, "_load_photo", lambda name: requested.add(name) or load(name))
+    train = [name for name in PHOTO_NAMES if photo_split(name) == "train"]
+    kept = train[0]
+    bank = TextureBank("train", photo_probability=1.0, excluded_photos=train[1:])
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        bank.sample(generator, 16, 16)
+    assert requested == {kept}
+    with pytest.raises(TextureError, match=r"sim.excluded_photos: unknown photograph\(s\) \['lena'\]"):
+        TextureBank("train", excluded_photos=["lena"])
+    emptied = TextureBank("train", photo_probability=1.0, excluded_photos=train)
+    with pytest.raises(TextureError, match="excluded_photos"):
+        emptied.sample(generator, 16, 16)
+
+
 @pytest.mark.parametrize("photo_probability", [0.0, 1.0])
 def test_textures_are_linear_rgb_in_range_and_deterministic(photo_probability):
     bank = TextureBank("train", photo_probability=photo_probability)

@@ -114,6 +114,8 @@ class SimConfig:
     ideal: IdealConfig = field(default_factory=IdealConfig)
     image_noise_std: float = 0.005
     scene: SceneSettings = field(default_factory=SceneSettings)
+    # bundled photographs no split draws (sim/textures.py PHOTO_NAMES), e.g. those an evaluation's captures show
+    excluded_photos: list[str] = field(default_factory=list)
 
 
 @dataclass

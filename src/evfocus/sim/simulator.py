@@ -63,7 +63,7 @@ class SweepSimulator:
     def __init__(self, sim_cfg: Any, split: str) -> None:
         self.cfg = sim_cfg
         self.split = split
-        self.textures = TextureBank(split)
+        self.textures = TextureBank(split, excluded_photos=tuple(sim_cfg.excluded_photos))
         self.scene_cfg = SceneConfig.from_settings(sim_cfg.scene)  # near/far: drawn per sweep
 
     def draw(self, generator: torch.Generator) -> SweepDraw:

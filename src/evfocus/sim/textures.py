@@ -6,7 +6,10 @@ defocus and compositing mix irradiance, not encoded values.
 
 Held-out split: each photograph belongs to exactly one split, decided by a hash of its name
 (stable when photos are added or missing), and procedural textures use disjoint seed streams
-per split, so validation/test scenes never reuse training material.
+per split, so validation/test scenes never reuse training material. ``excluded_photos``
+(``sim.excluded_photos``) keeps photographs out of every split: the efs_dev captures are
+ray-traced scenes textured with these same bundled photographs (docs/results.md, "The captures'
+textures are our photographs").
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -242,7 +246,8 @@ class TextureBank:
     are loaded lazily, once per process, and kept small.
     """
 
-    def __init__(self, split: Split, seed_base: int = 0, photo_probability: float = 0.5) -> None:
+    def __init__(self, split: Split, seed_base: int = 0, photo_probability: float = 0.5,
+                 excluded_photos: Sequence[str] = ()) -> None:
         if split not in SPLITS:
             raise TextureError(f"split must be one of {SPLITS}, got {split!r}")
         if not 0 <= seed_base < _MAX_SEED_BASE:
@@ -252,7 +257,12 @@ class TextureBank:
         self.split = split
         self.seed_base = seed_base
         self.photo_probability = photo_probability
-        self.photo_names = tuple(name for name in PHOTO_NAMES if photo_split(name) == split)
+        unknown = sorted(set(excluded_photos) - set(PHOTO_NAMES))
+        if unknown:
+            raise TextureError(f"sim.excluded_photos: unknown photograph(s) {unknown}; known: {PHOTO_NAMES}")
+        self.excluded_photos = tuple(excluded_photos)
+        self.photo_names = tuple(name for name in PHOTO_NAMES
+                                 if photo_split(name) == split and name not in self.excluded_photos)
 
     def available_photos(self) -> tuple[str, ...]:
         """This split's photographs that load offline (loads and caches them)."""
@@ -273,7 +283,8 @@ class TextureBank:
             photos = self.available_photos()
             if not photos:
                 raise TextureError(f"no photograph of split {self.split!r} loads offline "
-                                   f"(tried {self.photo_names}); set photo_probability=0")
+                                   f"(tried {self.photo_names}, sim.excluded_photos {self.excluded_photos}); "
+                                   f"set photo_probability=0")
             name = photos[int(torch.randint(0, len(photos), (), generator=local, device=local.device))]
             srgb = _jitter_photo(_photo_crop(_load_photo(name), local, height, width), local)
         else:
