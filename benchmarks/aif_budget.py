@@ -52,6 +52,7 @@ from evfocus.checkpoints import load_nets, load_stage_checkpoint
 from evfocus.events.integration import EventIntegrator
 from evfocus.image_scores import image_quality
 from evfocus.models.refocus import SweepRefocus
+from evfocus.models.runtime import autocast, prepared
 from evfocus.optics import FocusSchedule
 from evfocus.pipeline.aif import AIFPipeline, AIFResult, PipelineConfig, refocus_stack
 from evfocus.pipeline.depth import normalised_diopter
@@ -123,18 +124,23 @@ def contrast_scaled_slices(result: AIFResult, sweep: Sweep, config: PipelineConf
                            scales: list[float]) -> dict[float, dict[str, Tensor]]:
     """Per scale K (> 0, ``positive_scale``): the net's slices at K times its per-sweep contrast and integration's
     at K times the same contrast, at the pipeline's slice times, anchored like the pipeline's
-    ({K: {"net", "integration"}})."""
+    ({K: {"net", "integration"}}). The net runs as the pipeline runs it (``config.runtime``: memory format and
+    bf16 steps), so at K = 1 its slices are the pipeline's own."""
     if not isinstance(result.refocus, SweepRefocus):
         raise SystemExit("--contrast-scales needs a refocus net with a per-sweep contrast (model.contrast: prior)")
     sweep_net = result.refocus
+    device = result.stack.device
     stacks = {}
-    for scale in scales:
-        refocus_fns = {"net": SweepRefocus(sweep_net.net, sweep_net.log_contrast + math.log(scale), sweep_net.response),
-                       "integration": EventIntegrator(scale * sweep_net.contrast, response=sweep_net.response)}
-        stacks[scale] = {name: refocus_stack(fn, sweep.image, sweep.image_time_us, result.focal_stack,
-                                             result.slice_times_us, config.search.num_bins,
-                                             anchor_sigma_px=config.anchor_sigma_px)[0]
-                         for name, fn in refocus_fns.items()}
+    with prepared((sweep_net.net,), config.runtime), autocast(config.runtime, device, "stack"):
+        for scale in scales:
+            refocus_fns = {"net": SweepRefocus(sweep_net.net, sweep_net.log_contrast + math.log(scale),
+                                               sweep_net.response),
+                           "integration": EventIntegrator(scale * sweep_net.contrast, response=sweep_net.response)}
+            stacks[scale] = {name: refocus_stack(fn, sweep.image, sweep.image_time_us, result.focal_stack,
+                                                 result.slice_times_us, config.search.num_bins,
+                                                 config.slices_per_batch, config.tile_px, config.tile_overlap_px,
+                                                 config.anchor_sigma_px)[0].float()
+                             for name, fn in refocus_fns.items()}
     return stacks
 
 
