@@ -246,6 +246,38 @@ def test_excluded_photos_reach_the_simulators_textures():
     assert {"coffee", "chelsea"} <= set(SweepSimulator(load_config(None, []).sim, "train").textures.photo_names)
 
 
+
+def _textures_named_in(spec: object) -> set[str]:
+    """Every ``tex`` value anywhere in a capture's ``scene_spec``."""
+    if isinstance(spec, dict):
+        own = {spec["tex"]} if isinstance(spec.get("tex"), str) else set()
+        return own.union(*(_textures_named_in(value) for value in spec.values()))
+    if isinstance(spec, list):
+        return set().union(*(_textures_named_in(value) for value in spec))
+    return set()
+
+
+@pytest.mark.parametrize("folder", ["efs_dev", "efs_dev_dense"])
+def test_the_release_config_keeps_the_captures_photographs_out_of_training(folder):
+    """The shipped weights' capture scores are for unseen textures: no photograph that textures a development
+    capture is among the release config's training photographs (docs/results.md)."""
+    import json
+
+    from samples import shared_samples
+
+    from evfocus.sim.simulator import SweepSimulator
+
+    metas = sorted((shared_samples() / folder / "meta").glob("*.json"))
+    if not metas:
+        pytest.skip(f"development sweeps not found at {shared_samples() / folder}")
+    named = set().union(*(_textures_named_in(json.loads(meta.read_text())["scene_spec"]) for meta in metas))
+    cfg = load_config(Path(__file__).parents[1] / "configs/release.yaml", [])
+    training_photos = set(SweepSimulator(cfg.sim, "train").textures.photo_names)
+    every_training_photo = set(SweepSimulator(load_config(None, []).sim, "train").textures.photo_names)
+    assert named & every_training_photo, "the captures name none of our photographs: the check checks nothing"
+    assert not named & training_photos
+
+
 def test_zero_occluders_is_a_valid_scene_and_simulates():
     from evfocus.sim.simulator import SweepSimulator
 
