@@ -57,12 +57,15 @@ def test_print_config_shows_resolved_values():
 
 
 def test_resume_continues_step_count_and_run_folder(tmp_path, monkeypatch):
-    overrides = [*tiny_overrides(tmp_path), "run_name=resume", "trainer.max_epochs=1", "logging.wandb.enabled=false"]
+    # 3 steps per epoch, last.ckpt refreshed every 2: the periodic saves and the epoch's end share the one file
+    overrides = [*tiny_overrides(tmp_path), "run_name=resume", "trainer.max_epochs=1", "logging.wandb.enabled=false",
+                 "data.train_sweeps_per_epoch=3", "checkpoint_every_n_steps=2"]
     first, objects = train(load_config(ROOT / "configs/quickstart.yaml", overrides))
     steps_per_epoch = first["global_step"]
-    assert steps_per_epoch > 0
+    assert steps_per_epoch > 2 and steps_per_epoch % 2 == 1  # so the epoch ends between two periodic saves
     last = objects["run_dir"] / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == steps_per_epoch
+    assert sorted(path.name for path in last.parent.glob("last*")) == ["last.ckpt"]  # no last-v1.ckpt beside it
 
     real_load, loads = torch.load, []
 

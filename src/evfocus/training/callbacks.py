@@ -141,7 +141,10 @@ class ImagePanels(L.Callback):
 
 
 class PeriodicLastCheckpoint(L.Callback):
-    """Refresh ``last.ckpt`` every N optimizer steps, so a crash loses at most N steps of work."""
+    """The one writer of ``last.ckpt`` while fitting (besides an interrupt): every N optimizer steps, so a crash
+    loses at most N steps of work, and at the end of every epoch after its validation, so a finished run's
+    ``last.ckpt`` is its final state. (Lightning's ``ModelCheckpoint(save_last=True)`` saves "last" only when the
+    best improves, and beside a ``last.ckpt`` it did not write it starts a ``last-v1.ckpt``.)"""
 
     def __init__(self, checkpoint_path: Path, every_n_steps: int) -> None:
         self.checkpoint_path = checkpoint_path
@@ -150,4 +153,8 @@ class PeriodicLastCheckpoint(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         step = trainer.global_step
         if self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0:
+            trainer.save_checkpoint(self.checkpoint_path)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if not trainer.sanity_checking:
             trainer.save_checkpoint(self.checkpoint_path)

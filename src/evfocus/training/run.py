@@ -130,7 +130,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if wandb_logger is not None:
         loggers.append(wandb_logger)
     best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch:03d}-{step:07d}", monitor=cfg.monitor,
-                           mode=cfg.monitor_mode, save_top_k=1, save_last=True, auto_insert_metric_name=False)
+                           mode=cfg.monitor_mode, save_top_k=1, save_last=False, auto_insert_metric_name=False)
     callbacks: list[L.Callback] = [
         best,
         PeriodicLastCheckpoint(checkpoints / "last.ckpt", cfg.checkpoint_every_n_steps),
