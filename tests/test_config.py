@@ -246,7 +246,6 @@ def test_excluded_photos_reach_the_simulators_textures():
     assert {"coffee", "chelsea"} <= set(SweepSimulator(load_config(None, []).sim, "train").textures.photo_names)
 
 
-
 def _textures_named_in(spec: object) -> set[str]:
     """Every ``tex`` value anywhere in a capture's ``scene_spec``."""
     if isinstance(spec, dict):
