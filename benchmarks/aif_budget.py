@@ -54,7 +54,7 @@ from evfocus.image_scores import image_quality
 from evfocus.models.refocus import SweepRefocus
 from evfocus.models.runtime import autocast, prepared
 from evfocus.optics import FocusSchedule
-from evfocus.pipeline.aif import AIFPipeline, AIFResult, PipelineConfig, refocus_stack
+from evfocus.pipeline.aif import AIFPipeline, AIFResult, PipelineConfig, configured_stack, refocus_stack
 from evfocus.pipeline.depth import normalised_diopter
 from evfocus.pipeline.settings import pipeline_config
 from evfocus.sweep import Sweep
@@ -136,10 +136,8 @@ def contrast_scaled_slices(result: AIFResult, sweep: Sweep, config: PipelineConf
             refocus_fns = {"net": SweepRefocus(sweep_net.net, sweep_net.log_contrast + math.log(scale),
                                                sweep_net.response),
                            "integration": EventIntegrator(scale * sweep_net.contrast, response=sweep_net.response)}
-            stacks[scale] = {name: refocus_stack(fn, sweep.image, sweep.image_time_us, result.focal_stack,
-                                                 result.slice_times_us, config.search.num_bins,
-                                                 config.slices_per_batch, config.tile_px, config.tile_overlap_px,
-                                                 config.anchor_sigma_px)[0].float()
+            stacks[scale] = {name: configured_stack(fn, sweep.image, sweep.image_time_us, result.focal_stack,
+                                                    result.slice_times_us, config)[0].float()
                              for name, fn in refocus_fns.items()}
     return stacks
 

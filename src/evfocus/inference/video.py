@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from evfocus.optics import FocusSchedule
-from evfocus.pipeline.aif import AIFResult, PipelineConfig, refocus_stack
+from evfocus.pipeline.aif import AIFResult, PipelineConfig, configured_stack
 from evfocus.visualize import colour_map, to_uint8
 
 GIF_FRAME_MS = 80  # 12.5 frames/s: 32 frames loop in about 2.6 s
@@ -65,9 +65,7 @@ def refocus_frames(result: AIFResult, image: Tensor, image_time_us: float, times
     image = image.to(focal_stack.device)
     frames = []
     for chunk in times_us.to(focal_stack.device).split(config.slices_per_batch):
-        stack, _ = refocus_stack(result.refocus, image, image_time_us, focal_stack, chunk, config.search.num_bins,
-                                 config.slices_per_batch, config.tile_px, config.tile_overlap_px,
-                                 config.anchor_sigma_px)
+        stack, _ = configured_stack(result.refocus, image, image_time_us, focal_stack, chunk, config)
         frames.append(to_uint8(stack))
     return np.concatenate(frames)
 

@@ -266,6 +266,15 @@ def refocus_stack(refocus: RefocusFn, image: Tensor, image_time_us: float, focal
     return stack, calls
 
 
+
+def configured_stack(refocus: RefocusFn, image: Tensor, image_time_us: float, focal_stack: EventFocalStack,
+                     times_us: Tensor, config: PipelineConfig) -> tuple[Tensor, int]:
+    """``refocus_stack`` batched, tiled and anchored as ``config`` says (the reference mode: one slice per call),
+    so every caller that wants the pipeline's own slices (the stack, the refocus video, benchmarks) gets them."""
+    slices_per_batch = 1 if config.mode == "reference" else config.slices_per_batch
+    return refocus_stack(refocus, image, image_time_us, focal_stack, times_us, config.search.num_bins,
+                         slices_per_batch, config.tile_px, config.tile_overlap_px, config.anchor_sigma_px)
+
 def merge_events(focal_stack: EventFocalStack, times_us: Tensor, window_us: float, num_bins: int) -> Tensor:
     """The events within ± ``window_us`` of each slice time (clipped to the sweep): (S, B, H, W)."""
     times = times_us.to(torch.float64)
@@ -333,11 +342,8 @@ class AIFPipeline:
         seconds["search"] = _lap(mark, device)
 
         mark = time.perf_counter()
-        slices_per_batch = 1 if cfg.mode == "reference" else cfg.slices_per_batch  # the reference: one at a time
         with autocast(cfg.runtime, device, "stack"):
-            stack, calls = refocus_stack(refocus, image, image_time_us, focal_stack, slice_times,
-                                         cfg.search.num_bins, slices_per_batch, cfg.tile_px, cfg.tile_overlap_px,
-                                         cfg.anchor_sigma_px)
+            stack, calls = configured_stack(refocus, image, image_time_us, focal_stack, slice_times, cfg)
         seconds["stack"] = _lap(mark, device)
 
         mark = time.perf_counter()
