@@ -11,7 +11,8 @@ Per input it prints a Markdown table row per method: ``pipeline`` (the checkpoin
 (``log I0 + c·Σ events`` at the contrast each sweep's own frame and events give, Sobel merge — no
 network, no ground truth), and the input frame; AIF gain = PSNR(result, truth) − PSNR(frame, truth),
 PSNR and SSIM of the result (data range 1, full RGB image); depth AbsRel over every pixel with ground
-truth and over the confident ones. ``--contrasts`` adds integration at fixed contrasts (diagnosis: the
+truth and over the confident ones (with the checkpoint's depth head when it has one, ``--no-depth-head``: the
+fixed rule's mix). ``--contrasts`` adds integration at fixed contrasts (diagnosis: the
 best of them needs the ground truth to pick). ``--true-contrast-scales`` adds the pipeline with its net and
 search probes given K times each simulated sweep's true best contrast (the training's teacher) instead of the
 estimate: how much the estimate costs, and which contrast the net itself does best at (diagnosis, simulated
@@ -39,7 +40,7 @@ import torch
 from compare_search import with_variant
 from omegaconf import OmegaConf
 
-from evfocus.checkpoints import load_baseline, load_nets, load_stage_checkpoint
+from evfocus.checkpoints import load_baseline, load_depth_head, load_nets, load_stage_checkpoint
 from evfocus.data.captures import list_captures, read_capture
 from evfocus.data.contrast_fields import target_contrast
 from evfocus.events.focal_stack import EventFocalStack
@@ -123,12 +124,15 @@ def main() -> None:
                              "sweep's true best contrast instead of the estimate (sim:K1 inputs only)")
     parser.add_argument("--no-integration", action="store_true", help="skip the integration reference (the same "
                         "for every checkpoint of one simulator config: score it once)")
+    parser.add_argument("--no-depth-head", action="store_true", help="mix the depths by the fixed rule even when the "
+                        "checkpoint has a depth head (pipeline.depth_fusion): the head's ablation")
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = load_stage_checkpoint(args.ckpt, ("refocus", "merge", "joint", "baseline"))
     cfg = with_variant(checkpoint.cfg, args.pipeline)
     image_only = ImageOnly(load_baseline(checkpoint)) if checkpoint.stage == "baseline" else None
     refocus, merge = load_nets(checkpoint) if image_only is None else (None, None)
+    depth_head = None if image_only is not None or args.no_depth_head else load_depth_head(checkpoint)
     if args.true_contrast_scales:
         try:
             check_true_contrast_inputs(args.input, refocus, args.true_contrast_scales)
@@ -149,7 +153,7 @@ def main() -> None:
             if args.true_contrast_scales:
                 sweep, true_contrast = true_contrast_runs(sweep, cfg, refocus, merge, config, args.true_contrast_scales)
             with torch.no_grad():
-                methods = {"pipeline": image_only or AIFPipeline(refocus, merge, config), **true_contrast}
+                methods = {"pipeline": image_only or AIFPipeline(refocus, merge, config, depth_head), **true_contrast}
                 if not args.no_integration:
                     integrator = self_calibrated_integrator(sweep, "cpu", config.contrast_estimator)
                     methods["integration"] = AIFPipeline(integrator, None, config)

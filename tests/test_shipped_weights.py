@@ -14,7 +14,7 @@ import pytest
 import torch
 from samples import shared_samples
 
-from evfocus.checkpoints import DEFAULT_WEIGHTS, WEIGHTS_FORMAT, load_nets, load_stage_checkpoint
+from evfocus.checkpoints import DEFAULT_WEIGHTS, WEIGHTS_FORMAT, load_depth_head, load_nets, load_stage_checkpoint
 from evfocus.data.captures import list_captures, read_capture
 from evfocus.image_scores import image_quality
 from evfocus.pipeline.aif import AIFPipeline
@@ -34,6 +34,7 @@ def test_the_shipped_file_is_small_weights_only_and_carries_a_valid_config():
     refocus, merge = load_nets(checkpoint)
     assert merge is not None and all(p.dtype == torch.float32 for p in refocus.parameters())
     assert refocus.response_aware and checkpoint.cfg.model.event_response_aware  # each sensor in its own log
+    assert load_depth_head(checkpoint) is not None  # the learned depth fusion travels with the nets
 
 
 @pytest.mark.skipif(not EFS_DEV.is_dir(), reason=f"development sweeps not found at {EFS_DEV}")
@@ -42,12 +43,13 @@ def test_the_shipped_weights_reproduce_their_model_card_on_efs_dev():
     card_folder = next(value for key, value in card.items() if key.rstrip("/").endswith("/efs_dev"))
     checkpoint = load_stage_checkpoint(DEFAULT_WEIGHTS)
     refocus, merge = load_nets(checkpoint)
+    depth_head = load_depth_head(checkpoint)
     torch.set_num_threads(2)
     names = list_captures(EFS_DEV)
     assert sorted(names) == sorted(card_folder)
     for name in names:
         sweep = read_capture(EFS_DEV, name)
-        result = AIFPipeline(refocus, merge, pipeline_config(checkpoint.cfg, sweep))(sweep, "cpu")
+        result = AIFPipeline(refocus, merge, pipeline_config(checkpoint.cfg, sweep), depth_head)(sweep, "cpu")
         gain_db = image_quality(result.aif, sweep.aif)["psnr"] - image_quality(sweep.image, sweep.aif)["psnr"]
         assert gain_db == pytest.approx(card_folder[name]["pipeline"]["aif_gain_db"], abs=0.05), name
         abs_rel = depth_scores(result.depth_m, result.depth_confidence, sweep.depth_m)["abs_rel"]

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from evfocus.checkpoints import load_baseline, load_nets, load_stage_checkpoint
+from evfocus.checkpoints import load_baseline, load_depth_head, load_nets, load_stage_checkpoint
 from evfocus.data.simulated import build_eval_sweeps
 from evfocus.pipeline.aif import AIFPipeline, AIFResult
 from evfocus.pipeline.references import self_calibrated_integrator
@@ -108,9 +108,9 @@ def psnr(image: torch.Tensor, target: torch.Tensor) -> float:
     return 10.0 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def _run_pipeline(cfg: DictConfig, refocus: Any, merge: Any, sweep: Sweep) -> AIFResult:
+def _run_pipeline(cfg: DictConfig, refocus: Any, merge: Any, sweep: Sweep, depth_head: Any = None) -> AIFResult:
     config = pipeline_config(cfg, sweep)
-    return AIFPipeline(refocus, merge, config)(sweep, "cpu")
+    return AIFPipeline(refocus, merge, config, depth_head)(sweep, "cpu")
 
 
 @dataclass
@@ -122,13 +122,14 @@ class TrainedRun:
     refocus: Any
     merge: Any
     image_only: Any = None
+    depth_head: Any = None  # a weights file's learned depth fusion (pipeline.depth_fusion), if it has one
 
     @classmethod
     def load(cls, run_dir: str | Path) -> TrainedRun:
         checkpoint = load_stage_checkpoint(run_dir, ("refocus", "merge", "joint", "baseline"))
         if checkpoint.stage == "baseline":
             return cls(checkpoint.cfg, None, None, load_baseline(checkpoint))
-        return cls(checkpoint.cfg, *load_nets(checkpoint))
+        return cls(checkpoint.cfg, *load_nets(checkpoint), depth_head=load_depth_head(checkpoint))
 
     @property
     def method(self) -> str:
@@ -139,7 +140,7 @@ class TrainedRun:
         """The run's own result on ``sweep``: the pipeline, or the baseline's estimate from the frame alone."""
         if self.image_only is not None:
             return ImageOnlyResult(self.image_only(sweep.image.float()[None])[0].clamp(0, 1))
-        return _run_pipeline(self.cfg, self.refocus, self.merge, sweep)
+        return _run_pipeline(self.cfg, self.refocus, self.merge, sweep, self.depth_head)
 
     def outcome(self, sweep: Sweep) -> SweepOutcome:
         """The run's pipeline and event integration (no network) on ``sweep``."""
@@ -147,7 +148,8 @@ class TrainedRun:
             raise ValueError("an image-only baseline's run has no pipeline: pass it to evaluate_run as one of "
                              "`others`")
         integrator = self_calibrated_integrator(sweep, "cpu")
-        return SweepOutcome(sweep, {"pipeline": _run_pipeline(self.cfg, self.refocus, self.merge, sweep),
+        pipeline = _run_pipeline(self.cfg, self.refocus, self.merge, sweep, self.depth_head)
+        return SweepOutcome(sweep, {"pipeline": pipeline,
                                     "integration": _run_pipeline(self.cfg, integrator, None, sweep)})
 
     def simulate(self, seed: int, num_frames: int = 5) -> Sweep:

@@ -27,6 +27,7 @@ from torch import nn
 
 from evfocus.config import ConfigError, ExperimentConfig, validate, with_pipeline_changes
 from evfocus.models.baselines import ImageBaseline
+from evfocus.models.depth_head import DepthHead
 from evfocus.models.merge import EvMergeNet
 from evfocus.models.refocus import EvRefocusNet
 from evfocus.models.registry import (
@@ -41,6 +42,7 @@ from evfocus.models.registry import (
 UNSAFE_OBJECT = re.compile(r"global|function|class|allowlisted", re.IGNORECASE)
 WEIGHTS_FORMAT = "evfocus-weights"
 WEIGHTS_VERSION = 1
+NET_PREFIXES = ("refocus_net.", "merge_net.", "depth_head.")  # what a weights file keeps of a checkpoint
 # the shipped model: in a checkout of the repository, beside src/
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "evfocus-release.pt"
 
@@ -157,6 +159,23 @@ def with_pipeline_settings(checkpoint: StageCheckpoint, settings: list[str]) -> 
     return StageCheckpoint(checkpoint.path, checkpoint.stage, cfg, checkpoint.state_dict)
 
 
+def with_depth_head(checkpoint: StageCheckpoint, head_file: str | Path) -> StageCheckpoint:
+    """``checkpoint`` (merge or joint stage) with the depth head of ``head_file`` (a checkpoint of
+    ``src/train_depth_head.py``, trained on this merge's weights), which must load into ``DepthHead``."""
+    if checkpoint.stage not in ("merge", "joint"):
+        raise CheckpointError(f"{checkpoint.path} is a '{checkpoint.stage}' checkpoint; a depth head mixes the "
+                              "depths of a merge net (merge or joint stage)")
+    content = load_checkpoint_file(resolve_checkpoint(head_file))
+    state_dict = content.get("state_dict") if isinstance(content, dict) else None
+    head = {key: value for key, value in (state_dict or {}).items() if key.startswith("depth_head.")}
+    if not head:
+        raise CheckpointError(f"{head_file}: no depth head weights (depth_head.*) in this file")
+    kept = {key: value for key, value in checkpoint.state_dict.items() if not key.startswith("depth_head.")}
+    with_head = StageCheckpoint(checkpoint.path, checkpoint.stage, checkpoint.cfg, {**kept, **head})
+    load_depth_head(with_head)  # fails here, naming the file, when the head does not fit
+    return with_head
+
+
 def save_weights(checkpoint: StageCheckpoint, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
     """Write ``checkpoint``'s nets (floating tensors as ``dtype``) and config as a weights file.
 
@@ -164,7 +183,7 @@ def save_weights(checkpoint: StageCheckpoint, path: str | Path, dtype: torch.dty
     third of the checkpoint in fp16, and loads with ``load_stage_checkpoint`` like any checkpoint.
     """
     nets = {key: value.to(dtype) if value.is_floating_point() else value
-            for key, value in checkpoint.state_dict.items() if key.startswith(("refocus_net.", "merge_net."))}
+            for key, value in checkpoint.state_dict.items() if key.startswith(NET_PREFIXES)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION, "stage": checkpoint.stage,
@@ -195,6 +214,9 @@ def load_weights(net: nn.Module, checkpoint: StageCheckpoint, prefix: str, what:
         net.load_state_dict(weights)
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+        if what == "depth head":  # one fixed architecture (models.depth_head): no config to name
+            raise CheckpointError(f"{checkpoint.path}: its depth head does not fit this version's DepthHead; "
+                                  f"first mismatch: {first}") from None
         saved = checkpoint.cfg.merge_model if what == "merge net" else checkpoint.cfg.model
         raise CheckpointError(
             f"{checkpoint.path}: its {what} does not fit this config (saved model: {OmegaConf.to_container(saved)}"
@@ -227,6 +249,14 @@ def load_nets(checkpoint: StageCheckpoint) -> tuple[EvRefocusNet, EvMergeNet | N
     if merge is not None:
         load_weights(merge, checkpoint, "merge_net.", "merge net").eval()
     return refocus, merge
+
+
+def load_depth_head(checkpoint: StageCheckpoint) -> DepthHead | None:
+    """The checkpoint's depth head (eval mode), or None when it has none (the pipeline then mixes the depths
+    by its fixed rule)."""
+    if not any(key.startswith("depth_head.") for key in checkpoint.state_dict):
+        return None
+    return load_weights(DepthHead(), checkpoint, "depth_head.", "depth head").eval()
 
 
 def load_baseline(checkpoint: StageCheckpoint) -> ImageBaseline:

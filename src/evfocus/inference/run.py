@@ -18,6 +18,7 @@ from evfocus.checkpoints import (
     CheckpointError,
     StageCheckpoint,
     load_baseline,
+    load_depth_head,
     load_nets,
     load_stage_checkpoint,
 )
@@ -54,6 +55,7 @@ class Model:
     refocus: nn.Module | None
     merge: nn.Module | None
     image_only: nn.Module | None = None
+    depth_head: nn.Module | None = None  # the learned mix of the two depths from focus (pipeline.depth_fusion)
 
     @property
     def name(self) -> str:
@@ -67,7 +69,8 @@ class Model:
         """One line for the terminal: which stage and nets run."""
         if self.image_only is not None:
             return f"stage baseline, image-only {self.name}: all-in-focus image only"
-        return f"stage {self.checkpoint.stage}, merge {self.merge_name}"
+        depth = "learned depth fusion" if self.depth_head is not None else "rule depth fusion"
+        return f"stage {self.checkpoint.stage}, merge {self.merge_name}, {depth}"
 
     def describe(self) -> dict[str, Any]:
         if self.image_only is not None:
@@ -75,7 +78,7 @@ class Model:
                     "preset": self.checkpoint.cfg.model.preset, "merge": None, "note": IMAGE_ONLY_NOTE}
         note = None if self.merge is not None else "refocus-stage checkpoint: no merge net, Sobel-energy merge"
         return {"path": str(self.checkpoint.path), "stage": self.checkpoint.stage, "model": self.name,
-                "merge": self.merge_name, "note": note}
+                "merge": self.merge_name, "depth_head": self.depth_head is not None, "note": note}
 
 
 def load_model(path: str | None, device: torch.device) -> Model:
@@ -88,7 +91,9 @@ def load_model(path: str | None, device: torch.device) -> Model:
     if checkpoint.stage == BASELINE_STAGE:
         return Model(checkpoint, None, None, load_baseline(checkpoint).to(device))
     refocus, merge = load_nets(checkpoint)
-    return Model(checkpoint, refocus.to(device), merge.to(device) if merge is not None else None)
+    depth_head = load_depth_head(checkpoint)
+    return Model(checkpoint, refocus.to(device), merge.to(device) if merge is not None else None,
+                 depth_head=depth_head.to(device) if depth_head is not None else None)
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -148,7 +153,7 @@ def process(source: SweepSource, model: Model, cfg: DictConfig, out: Path, frame
     sweep = source.load()
     config = sweep_pipeline_config(cfg, sweep, device)
     seconds = {"load": time.perf_counter() - started}
-    result = AIFPipeline(model.refocus, model.merge, config)(sweep, device)
+    result = AIFPipeline(model.refocus, model.merge, config, model.depth_head)(sweep, device)
     seconds.update(result.seconds)
 
     schedule = sweep.schedule

@@ -27,7 +27,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from evfocus.events.contrast import CONTRAST_METHODS, DEFAULT_CONTRAST_METHOD, ContrastMethod, estimate_contrast
 from evfocus.events.focal_stack import EventFocalStack
@@ -37,6 +37,7 @@ from evfocus.models.runtime import Runtime, autocast, check_runtime, prepared
 from evfocus.optics import FocusSchedule
 from evfocus.pipeline.anchor import anchor_to_frame
 from evfocus.pipeline.depth import depth_confidence, fuse_depths, patch_depth_map, regularise_depth, weighted_depth_map
+from evfocus.pipeline.depth_fusion import fusion_features, learned_depth
 from evfocus.pipeline.focus import merged_image, sharpen_by_focus, sharpest_slice_weights
 from evfocus.pipeline.recolour import recolour
 from evfocus.pipeline.search import RefocusFn, SearchConfig, SearchResult, focus_search
@@ -287,10 +288,13 @@ class AIFPipeline:
     """Sweep → ``AIFResult`` with a refocus function and a merge function (None: Sobel-energy merge).
 
     Networks are used as given (call ``.eval()`` first), in ``config.runtime``'s memory format while it
-    runs (``models.runtime.prepared``); the pipeline runs without gradients.
+    runs (``models.runtime.prepared``); the pipeline runs without gradients. A ``depth_head``
+    (``models.depth_head``, trained for this merge) mixes the two depths from focus instead of the fixed
+    rule (``pipeline.depth_fusion``).
     """
 
-    def __init__(self, refocus: RefocusFn, merge: MergeFn | None, config: PipelineConfig) -> None:
+    def __init__(self, refocus: RefocusFn, merge: MergeFn | None, config: PipelineConfig,
+                 depth_head: nn.Module | None = None) -> None:
         if config.event_contrast is not None and has_fixed_event_gain(refocus):
             raise ValueError("event_contrast: this refocus net has one global event gain, not a per-sweep "
                              "contrast, so a given contrast would be ignored (use a net trained with "
@@ -298,6 +302,7 @@ class AIFPipeline:
         self.refocus = refocus
         self.merge = merge
         self.config = config
+        self.depth_head = depth_head
 
     @torch.no_grad()
     def __call__(self, sweep: Sweep, device: torch.device | str | None = None) -> AIFResult:
@@ -360,7 +365,7 @@ class AIFPipeline:
 
         patch_depth, _ = patch_depth_map(search.times_us, search.patch_boxes, schedule, *image.shape[-2:])
         confidence = depth_confidence(stack)
-        depth = _per_pixel_depth(weights, stack, slice_times, schedule, confidence, aif)
+        depth = _per_pixel_depth(weights, stack, slice_times, schedule, confidence, aif, self.depth_head)
         seconds["total"] = _lap(started, device)
         return AIFResult(aif=aif, depth_m=depth, depth_confidence=confidence, patch_depth_m=patch_depth,
                          slice_times_us=slice_times, weights=weights, stack=stack, search=search,
@@ -393,9 +398,12 @@ def _image(stack: Tensor, weights: Tensor, focus_sharpness: float, frame: Tensor
 
 
 def _per_pixel_depth(weights: Tensor, stack: Tensor, slice_times_us: Tensor, schedule: FocusSchedule,
-                     confidence: Tensor, aif: Tensor) -> Tensor:
+                     confidence: Tensor, aif: Tensor, depth_head: nn.Module | None = None) -> Tensor:
     """(1, H, W) metres: the sharpest slice's depth where focus is decisive, else the merge weights' diopter
-    average; then smoothed by confidence along the AIF's edges."""
+    average (mixed by ``depth_head`` when given); then smoothed by confidence along the AIF's edges."""
+    if depth_head is not None:
+        features = fusion_features(stack, weights, slice_times_us, schedule, confidence, aif)
+        return regularise_depth(learned_depth(depth_head, features, schedule), confidence, aif)
     merge_depth = weighted_depth_map(weights, slice_times_us, schedule).reshape(1, *weights.shape[-2:])
     focus_depth = weighted_depth_map(sharpest_slice_weights(stack), slice_times_us, schedule)
     return regularise_depth(fuse_depths(merge_depth, focus_depth, confidence), confidence, aif)

@@ -20,7 +20,7 @@ from evfocus.optics import FocusSchedule
 from evfocus.pipeline.focus import focus_energy
 
 
-def _sweep_diopter(times_us: Tensor, schedule: FocusSchedule) -> Tensor:
+def sweep_diopter(times_us: Tensor, schedule: FocusSchedule) -> Tensor:
     """Focus diopter (float64) at times clamped to the sweep: outside it the lens was never there."""
     clamped = times_us.to(torch.float64).clamp(float(schedule.t_start_us), float(schedule.t_end_us))
     return schedule.focus_diopter(clamped)
@@ -47,7 +47,7 @@ def patch_depth_map(
         if top < 0 or left < 0 or box_h < 1 or box_w < 1 or top + box_h > height or left + box_w > width:
             raise ValueError(f"patch box (top={top}, left={left}, h={box_h}, w={box_w}) does not fit "
                              f"a {height}x{width} image")
-    diopter_per_patch = _sweep_diopter(times_us.reshape(-1), schedule).to(torch.float32)
+    diopter_per_patch = sweep_diopter(times_us.reshape(-1), schedule).to(torch.float32)
     diopter = torch.full((1, height, width), float("nan"), dtype=torch.float32, device=times_us.device)
     for (top, left, box_h, box_w), value in zip(boxes, diopter_per_patch, strict=True):
         diopter[:, top:top + box_h, left:left + box_w] = value
@@ -79,7 +79,7 @@ def weighted_depth_map(weights: Tensor, slice_times_us: Tensor, schedule: FocusS
         empty = (~finite.any(dim=1)).nonzero()[:, 0].tolist()
         raise ValueError(f"samples {empty} have no slice with a finite time")
     times = torch.where(finite, slice_times_us.to(torch.float64), float(schedule.t_start_us))
-    diopter = _sweep_diopter(times, schedule).to(weights.device)  # (N, S) float64
+    diopter = sweep_diopter(times, schedule).to(weights.device)  # (N, S) float64
     diopter = torch.where(finite.to(weights.device), diopter, 0.0)
     w = weights.to(torch.float64) * finite.to(weights.device)[:, :, None, None]
     total = w.sum(dim=1)  # (N, H, W)

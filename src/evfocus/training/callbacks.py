@@ -70,7 +70,7 @@ class GracefulInterrupt(L.Callback):
             raise RunInterrupted(f"interrupted; checkpoint saved to {self.checkpoint_path}")
 
     def _save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.checkpoint_path)
+        trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # full state: resumable
         print(f"Checkpoint saved to {self.checkpoint_path} (global step {trainer.global_step}).")
 
     def _restore(self) -> None:
@@ -153,8 +153,8 @@ class PeriodicLastCheckpoint(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         step = trainer.global_step
         if self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0:
-            trainer.save_checkpoint(self.checkpoint_path)
+            trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # full state: resumable
 
     def on_train_epoch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if not trainer.sanity_checking:
-            trainer.save_checkpoint(self.checkpoint_path)
+            trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # full state: resumable
