@@ -155,7 +155,7 @@ def test_a_depth_head_that_does_not_fit_or_is_missing_is_refused_by_name(tmp_pat
     narrow = tmp_path / "narrow.ckpt"
     state = {f"depth_head.{key}": value for key, value in DepthHead(hidden=8).state_dict().items()}
     torch.save({"state_dict": state}, narrow)
-    with pytest.raises(CheckpointError, match="depth head does not fit"):
+    with pytest.raises(CheckpointError, match=r"narrow\.ckpt: its depth head does not fit"):
         with_depth_head(checkpoint, narrow)
     refocus_only = StageCheckpoint(tmp_path / "refocus.ckpt", "refocus", checkpoint.cfg, checkpoint.state_dict)
     with pytest.raises(CheckpointError, match="'refocus' checkpoint; a depth head mixes the depths of a merge net"):

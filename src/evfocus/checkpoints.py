@@ -165,15 +165,15 @@ def with_depth_head(checkpoint: StageCheckpoint, head_file: str | Path) -> Stage
     if checkpoint.stage not in ("merge", "joint"):
         raise CheckpointError(f"{checkpoint.path} is a '{checkpoint.stage}' checkpoint; a depth head mixes the "
                               "depths of a merge net (merge or joint stage)")
-    content = load_checkpoint_file(resolve_checkpoint(head_file))
+    head_path = resolve_checkpoint(head_file)
+    content = load_checkpoint_file(head_path)
     state_dict = content.get("state_dict") if isinstance(content, dict) else None
     head = {key: value for key, value in (state_dict or {}).items() if key.startswith("depth_head.")}
     if not head:
-        raise CheckpointError(f"{head_file}: no depth head weights (depth_head.*) in this file")
+        raise CheckpointError(f"{head_path}: no depth head weights (depth_head.*) in this file")
+    load_depth_head(StageCheckpoint(head_path, checkpoint.stage, checkpoint.cfg, head))  # fails naming the head file
     kept = {key: value for key, value in checkpoint.state_dict.items() if not key.startswith("depth_head.")}
-    with_head = StageCheckpoint(checkpoint.path, checkpoint.stage, checkpoint.cfg, {**kept, **head})
-    load_depth_head(with_head)  # fails here, naming the file, when the head does not fit
-    return with_head
+    return StageCheckpoint(checkpoint.path, checkpoint.stage, checkpoint.cfg, {**kept, **head})
 
 
 def save_weights(checkpoint: StageCheckpoint, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:

@@ -17,7 +17,9 @@ import torch
 from torch import Tensor
 
 from evfocus.optics import FocusSchedule
-from evfocus.pipeline.focus import focus_energy
+from evfocus.pipeline.focus import DEPTH_SIGMA_PX, focus_energy
+
+FOCUS_TRUST = 2.0  # fuse_depths: the focus share is min(1, FOCUS_TRUST · confidence)
 
 
 def sweep_diopter(times_us: Tensor, schedule: FocusSchedule) -> Tensor:
@@ -129,7 +131,7 @@ def normalised_diopter(depth_m: Tensor, schedule: FocusSchedule) -> Tensor:
     return (1.0 / depth_m.float() - schedule.far_diopter) / span
 
 
-def depth_confidence(stack: Tensor, sigma_px: float = 8.0, texture_scale: float = 0.003) -> Tensor:
+def depth_confidence(stack: Tensor, sigma_px: float = DEPTH_SIGMA_PX, texture_scale: float = 0.003) -> Tensor:
     """(1, H, W) in [0, 1]: how far the per-pixel depth from focus can be trusted.
 
     Two things must hold at a pixel: one slice of the focal ``stack`` (S, C, H, W) must be clearly
@@ -151,7 +153,8 @@ def depth_confidence(stack: Tensor, sigma_px: float = 8.0, texture_scale: float 
     return (decisive * texture / (texture + texture_scale))[None]
 
 
-def fuse_depths(merge_depth_m: Tensor, focus_depth_m: Tensor, confidence: Tensor, trust: float = 2.0) -> Tensor:
+def fuse_depths(merge_depth_m: Tensor, focus_depth_m: Tensor, confidence: Tensor,
+                trust: float = FOCUS_TRUST) -> Tensor:
     """Per pixel, the sharpest slice's depth where the focus measure is decisive, the merge weights' where
     it is not: a diopter mix with weight min(1, ``trust`` · confidence) on ``focus_depth_m`` (all (1, H, W);
     ``trust`` 2 chosen on the validation sweeps: from confidence 0.5 on, the focus measure alone decides)."""

@@ -21,12 +21,10 @@ from torch import Tensor, nn
 
 from evfocus.models.depth_head import NUM_FUSION_FEATURES
 from evfocus.optics import FocusSchedule
-from evfocus.pipeline.depth import sweep_diopter
-from evfocus.pipeline.focus import FOCUS_SIGMA_PX, focus_energy, sharpest_slice_weights
+from evfocus.pipeline.depth import FOCUS_TRUST, sweep_diopter
+from evfocus.pipeline.focus import DEPTH_SIGMA_PX, FOCUS_SIGMA_PX, focus_energy, sharpest_slice_weights
 
 PROFILE_SAMPLES = 8  # focus-energy and merge-weight profiles, each resampled at this many sweep positions
-DEPTH_WINDOW_PX = 8.0  # the depth's focus window (pipeline.depth.depth_confidence, focus.sharpest_slice_weights)
-RULE_TRUST = 2.0  # fuse_depths's: focus share min(1, trust · confidence)
 MAX_SHIFT = 0.2  # the head may move a pixel's focus position by at most this share of the sweep
 # channels that fused_position reads
 FOCUS_POSITION, MERGE_POSITION, CONFIDENCE, GREY = 0, 1, 4, 7
@@ -73,7 +71,7 @@ def fusion_features(stack: Tensor, merge_weights: Tensor, slice_times_us: Tensor
     ``merge_weights`` (S, H, W), the slices' times (S,), the depth ``confidence`` (1, H, W) and the ``aif``
     (C, H, W): what ``models.depth_head.DepthHead`` reads."""
     positions = slice_positions(slice_times_us, schedule).to(stack.device)
-    energy = focus_energy(stack, DEPTH_WINDOW_PX)
+    energy = focus_energy(stack, DEPTH_SIGMA_PX)
     peak = energy.amax(dim=0)
     focus_weights = sharpest_slice_weights(stack)
     focus_position, focus_spread = _mean_and_spread(focus_weights, positions)
@@ -100,7 +98,7 @@ def fused_position(features: Tensor, correction: Tensor) -> Tensor:
     mix by at most ``MAX_SHIFT`` (tanh); the result stays within the sweep."""
     focus_position = features[:, FOCUS_POSITION:FOCUS_POSITION + 1]
     merge_position = features[:, MERGE_POSITION:MERGE_POSITION + 1]
-    rule_share = (RULE_TRUST * features[:, CONFIDENCE:CONFIDENCE + 1]).clamp(0.0, 1.0)
+    rule_share = (FOCUS_TRUST * features[:, CONFIDENCE:CONFIDENCE + 1]).clamp(0.0, 1.0)
     share = (rule_share + correction[:, :1]).clamp(0.0, 1.0)
     shift = MAX_SHIFT * torch.tanh(correction[:, 1:2])
     return (share * focus_position + (1.0 - share) * merge_position + shift).clamp(0.0, 1.0)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 FOCUS_SIGMA_PX = 4.0  # the image's focus window: 3-6 px scored alike on validation, 8 px lower
+DEPTH_SIGMA_PX = 8.0  # the depth's focus window (sharpest_slice_weights, depth.depth_confidence), chosen on validation
 _ENERGY_FLOOR = 1e-20  # a slice without any gradient (a black or saturated patch) gets no share, not a NaN
 
 
@@ -45,7 +46,7 @@ def sharpen_by_focus(weights: Tensor, stack: Tensor, sharpness: float, sigma_px:
     return torch.softmax(weights.float().log() + sharpness * log_energy, dim=0)
 
 
-def sharpest_slice_weights(stack: Tensor, sigma_px: float = 8.0, sharpness: float = 64.0) -> Tensor:
+def sharpest_slice_weights(stack: Tensor, sigma_px: float = DEPTH_SIGMA_PX, sharpness: float = 64.0) -> Tensor:
     """(S, H, W) weights that pick each pixel's sharpest slice of the focal ``stack`` (S, C, H, W), for
     ``depth.weighted_depth_map``: even weights sharpened by focus, near 1 at the sharpest, an even mean where
     slices tie (flat regions). Unlike the merge weights, which blend slices for the best image and so average
