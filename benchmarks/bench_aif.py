@@ -409,7 +409,7 @@ def main() -> None:
                 print(f"<!-- command: {commands[-1]} -->", flush=True)
             ran = True
         if args.official and len(officials) < args.official_repeats:
-            officials.append(time_official(args.official, args.capture, args.seed, args.threads))
+            officials.append(time_official(args.official, args.capture, args.seed, args.threads, args.device))
             print(f"<!-- official: {officials[-1]} -->", flush=True)
             ran = True
         return ran

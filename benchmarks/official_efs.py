@@ -57,7 +57,7 @@ ENTRY = "make_all_in_focus.py"
 DRIVER = r"""
 import json, sys, time
 from pathlib import Path
-data_dir, result_file, seed, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+data_dir, result_file, seed, threads, device = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 import torch
 torch.set_num_threads(threads)
 import make_all_in_focus as efs
@@ -84,10 +84,10 @@ efs.merge_stack_with_model = timed("merge", efs.merge_stack_with_model)
 import cv2
 full_shape = cv2.imread(str(next(Path(data_dir, "blurry").glob("*.png")))).shape[:2]
 torch.manual_seed(seed)
-model_add, model_merge = AddNet(64).eval(), MergeStackNet(64).eval()
+model_add, model_merge = AddNet(64).eval().to(device), MergeStackNet(64).eval().to(device)
 start = time.perf_counter()
 with torch.no_grad():
-    efs.test_all_data_in_path(data_dir.rstrip("/") + "/", model_add, model_merge, torch.device("cpu"))
+    efs.test_all_data_in_path(data_dir.rstrip("/") + "/", model_add, model_merge, torch.device(device))
 pipeline = time.perf_counter() - start
 status = Path("/proc/self/status").read_text().splitlines()
 peak_kb = int(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
@@ -132,8 +132,10 @@ def write_input(sweep: Sweep, folder: Path) -> dict[str, Any]:
     return {"height": height, "width": width, "events": len(table)}
 
 
-def time_official(checkout: Path, capture: Path, seed: int = 0, threads: int = 2) -> dict[str, Any]:
-    """One run of the reference implementation on ``capture`` (ROOT/NAME) in its own process."""
+def time_official(checkout: Path, capture: Path, seed: int = 0, threads: int = 2,
+                  device: str = "cpu") -> dict[str, Any]:
+    """One run of the reference implementation on ``capture`` (ROOT/NAME) in its own process, its nets
+    and tensors on ``device`` (its own script picks the GPU when there is one)."""
     sweep = read_capture(capture.parent, capture.name)
     with tempfile.TemporaryDirectory(prefix="efs_official_") as tmp:
         code = patched_copy(checkout, Path(tmp) / "code")
@@ -142,7 +144,8 @@ def time_official(checkout: Path, capture: Path, seed: int = 0, threads: int = 2
         result_file = Path(tmp) / "result.json"
         env = {**os.environ, "PYTHONPATH": str(code), "MPLBACKEND": "Agg"}
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", DRIVER, str(data), str(result_file), str(seed), str(threads)],
+        subprocess.run([sys.executable, "-c", DRIVER, str(data), str(result_file), str(seed), str(threads),
+                        device],
                        cwd=code, env=env, check=True)
         wall = time.perf_counter() - start
         result = json.loads(result_file.read_text())
@@ -156,9 +159,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="torch device for its nets (cuda: as its own script runs)")
     args = parser.parse_args()
     for _ in range(args.repeats):
-        print(json.dumps(time_official(args.official, args.capture, args.seed, args.threads)), flush=True)
+        print(json.dumps(time_official(args.official, args.capture, args.seed, args.threads, args.device)), flush=True)
 
 
 if __name__ == "__main__":
