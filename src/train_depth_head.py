@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as src/train.py: spinning
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from evfocus.checkpoints import CheckpointError, load_stage_checkpoint
+from evfocus.checkpoints import CheckpointError, load_stage_checkpoint, nets_fingerprint
 from evfocus.training.callbacks import GracefulInterrupt, NonFiniteLossError, PeriodicLastCheckpoint, RunInterrupted
 from evfocus.training.csv_history import HistoryCSVLogger
 from evfocus.training.depth_head_data import DepthFeatureData, SweepSet
@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()
                 if key not in ("resume", "workers")}
+    settings["nets_sha256"] = nets_fingerprint(checkpoint)  # with_depth_head checks it when the head is exported
+    earlier = _earlier_fingerprint(args.run_dir / "run.json")
+    if earlier not in (None, settings["nets_sha256"]):
+        print(f"--run-dir: {args.run_dir} holds features and checkpoints of other nets than those of {args.weights} "
+              "(run.json's nets_sha256 differs); use a new run folder", file=sys.stderr)
+        return 2
     args.run_dir.mkdir(parents=True, exist_ok=True)
     (args.run_dir / "run.json").write_text(json.dumps({"settings": settings, "versions": package_versions()},
                                                       indent=1))
@@ -92,6 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     scores = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("val/")}
     print(json.dumps({"best": best.best_model_path, "final_validation": scores}, indent=1))
     return 0
+
+
+def _earlier_fingerprint(run_json: Path) -> str | None:
+    """The nets fingerprint an earlier run in this folder recorded, if any: its cached features belong to those nets."""
+    try:
+        return json.loads(run_json.read_text())["settings"].get("nets_sha256")
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
 
 
 if __name__ == "__main__":

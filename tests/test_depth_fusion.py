@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from evfocus.checkpoints import (
     load_depth_head,
     load_nets,
     load_stage_checkpoint,
+    nets_fingerprint,
     save_weights,
     with_depth_head,
 )
@@ -138,7 +140,8 @@ def test_a_weights_file_carries_the_head_and_loads_it(tmp_path, run):
     head = DepthHead()
     torch.nn.init.normal_(head.layers[-1].weight)
     head_file = tmp_path / "head.ckpt"
-    torch.save({"state_dict": {f"depth_head.{key}": value for key, value in head.state_dict().items()}}, head_file)
+    torch.save({"state_dict": {f"depth_head.{key}": value for key, value in head.state_dict().items()},
+                "hyper_parameters": {"settings": {"nets_sha256": nets_fingerprint(checkpoint)}}}, head_file)
     saved = save_weights(with_depth_head(checkpoint, head_file), tmp_path / "with_head.pt")
     loaded = load_depth_head(load_stage_checkpoint(saved))
     assert loaded is not None and not loaded.training
@@ -157,6 +160,18 @@ def test_a_depth_head_that_does_not_fit_or_is_missing_is_refused_by_name(tmp_pat
     torch.save({"state_dict": state}, narrow)
     with pytest.raises(CheckpointError, match=r"narrow\.ckpt: its depth head does not fit"):
         with_depth_head(checkpoint, narrow)
+    unchecked = tmp_path / "unchecked.ckpt"
+    state = {f"depth_head.{key}": value for key, value in DepthHead().state_dict().items()}
+    torch.save({"state_dict": state}, unchecked)
+    with pytest.warns(UserWarning, match=r"unchecked\.ckpt: records no fingerprint"):
+        with_depth_head(checkpoint, unchecked)
+    other_nets = tmp_path / "other_nets.ckpt"
+    retrained = {key: value + 1e-2 if key.startswith("merge_net.") and value.is_floating_point() else value
+                 for key, value in checkpoint.state_dict.items()}
+    trained_for = nets_fingerprint(StageCheckpoint(checkpoint.path, "merge", checkpoint.cfg, retrained))
+    torch.save({"state_dict": state, "hyper_parameters": {"settings": {"nets_sha256": trained_for}}}, other_nets)
+    with pytest.raises(CheckpointError, match=r"other_nets\.ckpt: this depth head was trained on the outputs of other"):
+        with_depth_head(checkpoint, other_nets)
     refocus_only = StageCheckpoint(tmp_path / "refocus.ckpt", "refocus", checkpoint.cfg, checkpoint.state_dict)
     with pytest.raises(CheckpointError, match="'refocus' checkpoint; a depth head mixes the depths of a merge net"):
         with_depth_head(refocus_only, narrow)
@@ -192,6 +207,9 @@ def test_train_depth_head_caches_features_checkpoints_resumes_and_exports(tmp_pa
                            "--depth-head", str(run_dir)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert load_depth_head(load_stage_checkpoint(exported)) is not None
+    # the head knows its nets: a float32 checkpoint and its float16 weights file share the fingerprint
+    fingerprint = json.loads((run_dir / "run.json").read_text())["settings"]["nets_sha256"]
+    assert fingerprint == nets_fingerprint(load_stage_checkpoint(weights)) == nets_fingerprint(_checkpoint(tmp_path))
 
 
 def test_train_depth_head_refuses_bad_settings_by_name(tmp_path, weights, capsys):
@@ -204,3 +222,7 @@ def test_train_depth_head_refuses_bad_settings_by_name(tmp_path, weights, capsys
     refocus = save_weights(_checkpoint(tmp_path, "refocus"), tmp_path / "refocus.pt")
     assert script.main(["--weights", str(refocus), "--run-dir", str(tmp_path / "x")]) == 2
     assert "--weights" in capsys.readouterr().err
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "run.json").write_text(json.dumps({"settings": {"nets_sha256": "0" * 64}}))
+    assert script.main(["--weights", str(weights), "--run-dir", str(tmp_path / "old")]) == 2
+    assert "holds features and checkpoints of other nets" in capsys.readouterr().err

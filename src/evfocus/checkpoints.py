@@ -10,9 +10,11 @@ else — what the repository ships in ``weights/`` and ``src/aif.py`` uses when 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +45,7 @@ UNSAFE_OBJECT = re.compile(r"global|function|class|allowlisted", re.IGNORECASE)
 WEIGHTS_FORMAT = "evfocus-weights"
 WEIGHTS_VERSION = 1
 NET_PREFIXES = ("refocus_net.", "merge_net.", "depth_head.")  # what a weights file keeps of a checkpoint
+HEAD_INPUT_PREFIXES = ("refocus_net.", "merge_net.")  # the nets whose outputs a depth head learns to mix
 # the shipped model: in a checkout of the repository, beside src/
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "evfocus-release.pt"
 
@@ -172,8 +175,35 @@ def with_depth_head(checkpoint: StageCheckpoint, head_file: str | Path) -> Stage
     if not head:
         raise CheckpointError(f"{head_path}: no depth head weights (depth_head.*) in this file")
     load_depth_head(StageCheckpoint(head_path, checkpoint.stage, checkpoint.cfg, head))  # fails naming the head file
+    trained_for = _head_settings(content).get("nets_sha256")
+    if trained_for is None:
+        warnings.warn(f"{head_path}: records no fingerprint of the nets it was trained for, so nothing checks that "
+                      f"they are those of {checkpoint.path}", stacklevel=2)
+    elif trained_for != nets_fingerprint(checkpoint):
+        raise CheckpointError(f"{head_path}: this depth head was trained on the outputs of other nets than those of "
+                              f"{checkpoint.path} (their fingerprints differ); train one for these nets with "
+                              f"src/train_depth_head.py --weights {checkpoint.path}")
     kept = {key: value for key, value in checkpoint.state_dict.items() if not key.startswith("depth_head.")}
     return StageCheckpoint(checkpoint.path, checkpoint.stage, checkpoint.cfg, {**kept, **head})
+
+
+def nets_fingerprint(checkpoint: StageCheckpoint) -> str:
+    """SHA-256 of the refocus and merge nets' weights as a weights file stores them (float16, so a run's float32
+    checkpoint and its exported weights share it): what a depth head records of the nets it was trained for."""
+    digest = hashlib.sha256()
+    for key in sorted(key for key in checkpoint.state_dict if key.startswith(HEAD_INPUT_PREFIXES)):
+        value = checkpoint.state_dict[key].detach().cpu()
+        value = value.to(torch.float16) if value.is_floating_point() else value
+        digest.update(f"{key}{tuple(value.shape)}{value.dtype}".encode())
+        digest.update(value.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _head_settings(content: Any) -> dict[str, Any]:
+    """The settings ``src/train_depth_head.py`` saved with its checkpoint's hyperparameters ({} if none)."""
+    hyper = content.get("hyper_parameters") if isinstance(content, dict) else None
+    settings = hyper.get("settings") if isinstance(hyper, dict) else None
+    return settings if isinstance(settings, dict) else {}
 
 
 def save_weights(checkpoint: StageCheckpoint, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
