@@ -5,8 +5,9 @@ for one pipeline, that of ``--weights`` (a merge or joint run, checkpoint or wei
 Features of its pipeline on simulated sweeps are computed first and cached in ``DIR/features/`` (progress on
 stderr; a stopped run reuses the finished chunks), then the head trains with Lightning: ``DIR/checkpoints/``
 holds the best (lowest mean validation AbsRel) and ``last.ckpt``; ``--resume`` continues from it; ``DIR/run.json``
-records the settings, seed and package versions. Put the head into a weights file with
-``python src/export_weights.py W OUT.pt --depth-head DIR``.
+records the settings, seed, package versions and a fingerprint of the nets; the metrics go to ``DIR/metrics.csv``
+and to a wandb run in ``DIR/wandb`` (offline unless ``--wandb`` or ``WANDB_MODE`` says otherwise).
+Put the head into a weights file with ``python src/export_weights.py W OUT.pt --depth-head DIR``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as src/train.py: spinning OpenMP threads starve workers
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger
 
 from evfocus.checkpoints import CheckpointError, load_stage_checkpoint, nets_fingerprint
 from evfocus.training.callbacks import GracefulInterrupt, NonFiniteLossError, PeriodicLastCheckpoint, RunInterrupted
@@ -28,6 +31,7 @@ from evfocus.training.csv_history import HistoryCSVLogger
 from evfocus.training.depth_head_data import DepthFeatureData, SweepSet
 from evfocus.training.depth_head_module import DepthHeadModule
 from evfocus.training.provenance import package_versions
+from evfocus.training.run import wandb_run_logger
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,6 +49,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="the head's initialisation and batch order")
     parser.add_argument("--workers", type=int, default=2, help="processes computing features")
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.ckpt")
+    parser.add_argument("--wandb", choices=("offline", "online", "disabled"),
+                        default=os.environ.get("WANDB_MODE", "offline"),
+                        help="the run's wandb mode (default: WANDB_MODE, else offline); project --wandb-project")
+    parser.add_argument("--wandb-project", default="evfocus")
     args = parser.parse_args(argv)
     for name in ("train_sweeps", "val_sweeps", "steps", "batch_size", "val_every_epochs"):
         if getattr(args, name) < 1:
@@ -68,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--resume: {last} does not exist", file=sys.stderr)
         return 2
     settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()
-                if key not in ("resume", "workers")}
+                if key not in ("resume", "workers", "wandb", "wandb_project")}
     settings["nets_sha256"] = nets_fingerprint(checkpoint)  # with_depth_head checks it when the head is exported
     earlier = _earlier_fingerprint(args.run_dir / "run.json")
     if earlier not in (None, settings["nets_sha256"]):
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                            mode="min", save_top_k=1, auto_insert_metric_name=False)
     trainer = L.Trainer(default_root_dir=str(args.run_dir), max_steps=args.steps, accelerator="cpu",
                         check_val_every_n_epoch=args.val_every_epochs, num_sanity_val_steps=0,
-                        logger=HistoryCSVLogger(args.run_dir, resume_from=str(last) if args.resume else None),
+                        logger=_loggers(args, settings, last),
                         callbacks=[best, PeriodicLastCheckpoint(last, 200), GracefulInterrupt(last)])
     try:
         trainer.fit(module, datamodule=data, ckpt_path=str(last) if args.resume else None, weights_only=True)
@@ -98,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     scores = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("val/")}
     print(json.dumps({"best": best.best_model_path, "final_validation": scores}, indent=1))
     return 0
+
+
+def _loggers(args: argparse.Namespace, settings: dict[str, Any], last: Path) -> list[Logger]:
+    """metrics.csv (kept on resume) and, unless disabled, the run's wandb run, as ``src/train.py`` logs."""
+    loggers: list[Logger] = [HistoryCSVLogger(args.run_dir, resume_from=str(last) if args.resume else None)]
+    if args.wandb != "disabled":
+        loggers.append(wandb_run_logger(args.run_dir, f"depth-head-{args.run_dir.name}", args.wandb, settings,
+                                        args.wandb_project, tags=["depth-head"]))
+    return loggers
 
 
 def _earlier_fingerprint(run_json: Path) -> str | None:

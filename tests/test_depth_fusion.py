@@ -194,7 +194,12 @@ def test_train_depth_head_caches_features_checkpoints_resumes_and_exports(tmp_pa
     assert chunks == ["train-00000-00003.pt", "val-k1-00000-00001.pt"]
     stamps = {path: path.stat().st_mtime_ns for path in (run_dir / "features").iterdir()}
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and list((run_dir / "checkpoints").glob("best-*.ckpt"))
+    wandb_id = (run_dir / "wandb_id.txt").read_text()
     assert script.main([*common, "--steps", "6", "--resume"]) == 0
+    # one wandb run (offline here), continued on resume: each start's folder ends in the run's id
+    assert (run_dir / "wandb_id.txt").read_text() == wandb_id
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert runs and all(run.name.endswith(wandb_id) and list(run.glob("*.wandb")) for run in runs)
     assert {path: path.stat().st_mtime_ns for path in (run_dir / "features").iterdir()} == stamps  # reused
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 6

@@ -77,12 +77,20 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path, run_name: str) -> WandbLogger 
     mode = os.environ.get("WANDB_MODE", settings.mode)
     if not settings.enabled or mode == "disabled":
         return None
+    return wandb_run_logger(run_dir, run_name, mode, to_container(cfg), settings.project or cfg.project,
+                            settings.entity, list(settings.tags))
+
+
+def wandb_run_logger(run_dir: Path, run_name: str, mode: str, config: dict[str, Any], project: str,
+                     entity: str | None = None, tags: list[str] | None = None) -> WandbLogger:
+    """The wandb run of ``run_dir``: its id is kept in ``run_dir/wandb_id.txt``, so a resumed run continues the
+    same wandb run instead of starting another."""
     id_file = run_dir / "wandb_id.txt"
     if not id_file.is_file():
         id_file.write_text(f"{run_name}-{int(time.time())}")
-    return WandbLogger(project=settings.project or cfg.project, entity=settings.entity, name=run_name,
-                       save_dir=str(run_dir), id=id_file.read_text().strip(), resume="allow", mode=mode,
-                       tags=list(settings.tags), config=to_container(cfg), log_model=False)
+    return WandbLogger(project=project, entity=entity, name=run_name, save_dir=str(run_dir),
+                       id=id_file.read_text().strip(), resume="allow", mode=mode, tags=tags or [], config=config,
+                       log_model=False)
 
 
 def _make_trainer(cfg: DictConfig, run_dir: Path, loggers: list[Logger], callbacks: list[L.Callback],
